@@ -1,0 +1,42 @@
+"""pgq: a job queue for Python that needs nothing but PostgreSQL."""
+
+from pgq._ops import JobSpec
+from pgq.app import App
+from pgq.context import JobContext, current_job
+from pgq.errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    JobNotFoundError,
+    JobStateError,
+    JobTimeoutError,
+    PermanentError,
+    PgqError,
+    Retry,
+    SchemaNotMigratedError,
+    UnknownTaskError,
+)
+from pgq.job import FINAL_STATES, Job, JobState
+from pgq.settings import Settings
+from pgq.task import Task
+
+__all__ = [
+    "FINAL_STATES",
+    "App",
+    "ConfigError",
+    "DatabaseUnavailableError",
+    "Job",
+    "JobContext",
+    "JobNotFoundError",
+    "JobSpec",
+    "JobState",
+    "JobStateError",
+    "JobTimeoutError",
+    "PermanentError",
+    "PgqError",
+    "Retry",
+    "SchemaNotMigratedError",
+    "Settings",
+    "Task",
+    "UnknownTaskError",
+    "current_job",
+]

@@ -1,0 +1,76 @@
+"""Strict JSON for job arguments and results.
+
+Arguments are stored as jsonb, so a value that JSON cannot carry faithfully must be
+refused at enqueue, before anything is written, with the argument named: a set, a
+datetime without a declared encoding, NaN/Infinity, a NUL character (jsonb rejects
+it), a non-string dict key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+JsonDefault = Callable[[Any], Any]
+"""Turns a value JSON does not know (a datetime, a Decimal) into one it does."""
+
+_MAX_DEPTH = 100
+
+
+def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth: int = 0) -> Any:
+    """Return ``value`` as plain JSON data, or raise naming the offending ``path``
+    (a phrase such as ``argument 'to'`` or ``the result``).
+
+    ``default`` may convert unknown types (like ``json.dumps(default=...)``); what it
+    returns is checked in turn.
+    """
+    if _depth > _MAX_DEPTH:
+        raise ValueError(f"{path} is nested deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path} is {value!r}, which JSON cannot represent")
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{path} contains a NUL character (\\u0000), which Postgres jsonb rejects")
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path} has a key {key!r} of type {type(key).__name__}; JSON keys are strings")
+            if "\x00" in key:
+                raise ValueError(f"{path} has a key containing a NUL character")
+            out[key] = check_json(item, f"{path}[{key!r}]", default, _depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [check_json(item, f"{path}[{i}]", default, _depth + 1) for i, item in enumerate(value)]
+    if default is not None:
+        converted = default(value)
+        if converted is not value:
+            return check_json(converted, path, None, _depth + 1)
+    raise TypeError(
+        f"{path} is a {type(value).__name__} ({value!r:.60}), which is not JSON; "
+        "pass JSON types, or give pgq.App(json_default=...) to encode it"
+    )
+
+
+def check_args(args: Mapping[str, Any], default: JsonDefault | None = None) -> dict[str, Any]:
+    """Validate a job's keyword arguments; keys become the argument names in errors."""
+    if not isinstance(args, Mapping):
+        raise TypeError(f"job arguments must be a mapping of name to value, got {type(args).__name__}")
+    out: dict[str, Any] = {}
+    for name, value in args.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"argument names must be non-empty strings, got {name!r}")
+        out[name] = check_json(value, f"argument {name!r}", default)
+    return out
+
+
+def dumps(value: Any) -> str:
+    """Serialise already-checked data; allow_nan=False is a second line of defence."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))

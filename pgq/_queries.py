@@ -1,0 +1,38 @@
+"""Loads the named queries of pgq/schema/queries.sql.
+
+All SQL lives in that one file so that `grep job_claim` finds both the statement and
+every caller. Queries are used by name: ``QUERIES["job_claim"]``.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import LiteralString
+
+_HEADER = re.compile(r"^-- name: (?P<name>[a-z_]+)\s*$", re.MULTILINE)
+
+
+def _load(text: str) -> dict[str, LiteralString]:
+    queries: dict[str, LiteralString] = {}
+    headers = list(_HEADER.finditer(text))
+    for header, following in zip(headers, [*headers[1:], None], strict=True):
+        end = following.start() if following else len(text)
+        body = text[header.end() : end].strip()
+        name = header["name"]
+        if name in queries:
+            raise ValueError(f"query {name!r} is defined twice in queries.sql")
+        # Typed LiteralString: the text comes from our own package file, never from
+        # user input, and values only ever travel as parameters.
+        queries[name] = body
+    return queries
+
+
+def schema_sql() -> str:
+    """The whole current DDL (pgq/schema/schema.sql)."""
+    return resources.files("pgq.schema").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+QUERIES: dict[str, LiteralString] = _load(
+    resources.files("pgq.schema").joinpath("queries.sql").read_text(encoding="utf-8")
+)

@@ -1,0 +1,302 @@
+"""pgq.App: the task registry and the producer-side API (enqueue, inspect, cancel, retry)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar, overload
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from pgq import _db, _ops
+from pgq._json import JsonDefault
+from pgq._ops import JobSpec
+from pgq.embedded import embedded_dsn
+from pgq.errors import UnknownTaskError
+from pgq.job import Job
+from pgq.retry import Backoff
+from pgq.settings import Settings
+from pgq.task import Task, make_options
+
+log = logging.getLogger("pgq")
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+class App:
+    """A pgq application: the tasks it knows and the database it talks to.
+
+    The DSN comes from ``dsn=``, else ``DATABASE_URL``, else the embedded PostgreSQL.
+    Connections are opened on first use (or by ``async with app``/``with app``).
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        settings: Settings | None = None,
+        json_default: JsonDefault | None = None,
+        pool_max_size: int = 10,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self._dsn = dsn or self.settings.database_url
+        if self._dsn is not None:
+            _db.validate_dsn(self._dsn)
+        self.json_default = json_default
+        self.tasks: dict[str, Task] = {}
+        self._pool_max_size = pool_max_size
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._pool_lock: asyncio.Lock | None = None
+        self._sync_pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._sync_lock = threading.Lock()
+
+    # -- configuration ------------------------------------------------------------
+
+    @property
+    def dsn(self) -> str:
+        """The database this app uses; starts the embedded server if none was given."""
+        if self._dsn is None:
+            self._dsn = embedded_dsn(self.settings.data_dir)
+        return self._dsn
+
+    @overload
+    def task(self, fn: F, /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 5,
+        timeout: float | None = None,
+        retry: Backoff | None = None,
+    ) -> Callable[[F], Task]: ...
+
+    def task(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 5,
+        timeout: float | None = None,
+        retry: Backoff | None = None,
+    ) -> Task | Callable[[F], Task]:
+        """Register an async or plain function as a task (usable bare or with options).
+
+        ``retry`` is a tenacity wait strategy (or fixed seconds) for the delay between
+        attempts; the default is exponential backoff with jitter.
+        """
+        options = make_options(queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout, retry=retry)
+        _ops.insert_params(JobSpec(task="x", queue=queue), options, None)  # validates the queue name
+
+        def register(func: F) -> Task:
+            task_name = name or func.__name__
+            if task_name in self.tasks:
+                raise ValueError(f"a task named {task_name!r} is already registered")
+            task = Task(self, func, task_name, options)
+            self.tasks[task_name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTaskError(f"unknown task {name!r} (registered: {known})") from None
+
+    def task_queues(self) -> tuple[str, ...]:
+        """The queues this app's tasks use: what a worker serves by default."""
+        return tuple(sorted({t.options.queue for t in self.tasks.values()} or {"default"}))
+
+    # -- connection pools -----------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, check the schema is migrated, and open the async pool."""
+        if self._pool_lock is None:
+            self._pool_lock = asyncio.Lock()
+        async with self._pool_lock:
+            if self._pool is not None:
+                return
+            dsn = self.dsn
+            conn = await _db.connect_async(dsn)
+            try:
+                await _db.check_schema_async(conn)
+            finally:
+                await conn.close()
+            pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+                dsn,
+                min_size=1,
+                max_size=self._pool_max_size,
+                open=False,
+                kwargs={"autocommit": True},
+                name="pgq-app",
+            )
+            await pool.open(wait=True, timeout=30)
+            self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+        self.close_sync()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def open_sync(self) -> None:
+        with self._sync_lock:
+            if self._sync_pool is not None:
+                return
+            dsn = self.dsn
+            with _db.connect(dsn) as conn:
+                _db.check_schema(conn)
+            pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                dsn,
+                min_size=1,
+                max_size=self._pool_max_size,
+                open=False,
+                kwargs={"autocommit": True},
+                name="pgq-app-sync",
+            )
+            pool.open(wait=True, timeout=30)
+            self._sync_pool = pool
+
+    def close_sync(self) -> None:
+        with self._sync_lock:
+            if self._sync_pool is not None:
+                pool, self._sync_pool = self._sync_pool, None
+                pool.close()
+
+    def __enter__(self) -> Self:
+        self.open_sync()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close_sync()
+
+    async def _run(self, op: _ops.Op[T], conn: psycopg.AsyncConnection[Any] | None = None) -> T:
+        if conn is not None:
+            if not isinstance(conn, psycopg.AsyncConnection):
+                raise TypeError("conn= of an async method must be a psycopg.AsyncConnection; use the _sync method")
+            return await _ops.run_async(conn, op)
+        if self._pool is None:
+            await self.open()
+        assert self._pool is not None
+        async with self._pool.connection() as pooled:
+            return await _ops.run_async(pooled, op)
+
+    def _run_sync(self, op: _ops.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
+        if conn is not None:
+            if not isinstance(conn, psycopg.Connection):
+                raise TypeError("conn= of a _sync method must be a psycopg.Connection; use the async method")
+            return _ops.run_sync(conn, op)
+        if self._sync_pool is None:
+            self.open_sync()
+        assert self._sync_pool is not None
+        with self._sync_pool.connection() as pooled:
+            return _ops.run_sync(pooled, op)
+
+    # -- producing and inspecting jobs ----------------------------------------------------
+
+    def _insert_params(self, spec: JobSpec) -> dict[str, Any]:
+        task = self.tasks.get(spec.task)
+        if task is None and self.tasks:
+            # An app that registers tasks is a worker's app: a name it does not know is a typo.
+            self.get_task(spec.task)
+        return _ops.insert_params(spec, task.options if task else None, self.json_default)
+
+    async def enqueue(
+        self,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | dt.timedelta | None = None,
+        run_at: dt.datetime | None = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+    ) -> Job:
+        """Enqueue one job by task name. With ``conn=``, inside the caller's transaction."""
+        spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
+        return await self._run(_ops.enqueue(self._insert_params(spec)), conn)
+
+    def enqueue_sync(
+        self,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | dt.timedelta | None = None,
+        run_at: dt.datetime | None = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> Job:
+        spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
+        return self._run_sync(_ops.enqueue(self._insert_params(spec)), conn)
+
+    async def enqueue_many(
+        self, jobs: Iterable[JobSpec | Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[Job]:
+        """Enqueue many jobs in one statement; returns them in input order."""
+        params = [self._insert_params(_ops.as_spec(j)) for j in jobs]
+        return await self._run(_ops.enqueue_many(params), conn)
+
+    def enqueue_many_sync(
+        self, jobs: Iterable[JobSpec | Mapping[str, Any]], *, conn: psycopg.Connection[Any] | None = None
+    ) -> list[Job]:
+        params = [self._insert_params(_ops.as_spec(j)) for j in jobs]
+        return self._run_sync(_ops.enqueue_many(params), conn)
+
+    async def get_job(self, job_id: int) -> Job:
+        return await self._run(_ops.get_job(job_id))
+
+    def get_job_sync(self, job_id: int) -> Job:
+        return self._run_sync(_ops.get_job(job_id))
+
+    async def cancel(self, job_id: int) -> Job:
+        """Cancel a job that has not started yet; JobStateError says why not otherwise."""
+        return await self._run(_ops.cancel(job_id))
+
+    def cancel_sync(self, job_id: int) -> Job:
+        return self._run_sync(_ops.cancel(job_id))
+
+    async def retry(self, job_id: int) -> Job:
+        """Put a failed or cancelled job back in its queue, with one more attempt if needed."""
+        return await self._run(_ops.retry(job_id))
+
+    def retry_sync(self, job_id: int) -> Job:
+        return self._run_sync(_ops.retry(job_id))
+
+    async def list_jobs(self, **filters: Any) -> list[Job]:
+        """Newest first; filters: queue, state, task, before_id, limit."""
+        return await self._run(_ops.list_jobs(**filters))
+
+    def list_jobs_sync(self, **filters: Any) -> list[Job]:
+        return self._run_sync(_ops.list_jobs(**filters))

@@ -1,0 +1,300 @@
+"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, cancel, retry, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pgq import _db
+from pgq.app import App
+from pgq.errors import ConfigError, PgqError
+from pgq.job import Job, JobState
+from pgq.settings import parse_queues
+
+log = logging.getLogger("pgq")
+
+
+def load_app(spec: str) -> App:
+    """Import ``MODULE:ATTR`` (from the current directory too) and return the App."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"--app must look like MODULE:ATTR (e.g. myproject.tasks:app), got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot import {module_name!r} for --app: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise ConfigError(f"{spec} is {type(app).__name__}, not a pgq.App")
+    return app
+
+
+def _app_for(args: argparse.Namespace) -> App:
+    return load_app(args.app) if getattr(args, "app", None) else App()
+
+
+# -- commands -----------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from pgq.migrate import migrate
+
+    revision = migrate(App().dsn)
+    print(f"pgq schema is at revision {revision}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pgq.worker import Worker
+
+    app = load_app(args.app)
+    worker = Worker(
+        app,
+        queues=parse_queues(args.queues) if args.queues else None,
+        concurrency=args.concurrency,
+        poll_interval=args.poll_interval,
+        listen=False if args.no_listen else None,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    asyncio.run(worker.run())
+    return 0
+
+
+def _parse_json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f'--args must be a JSON object like \'{{"to": "a@b.c"}}\', got {type(value).__name__}')
+    return value
+
+
+def _parse_time(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--run-at must be an ISO 8601 time like 2030-01-01T09:00:00+00:00, got {text!r}") from None
+    if value.tzinfo is None:
+        raise ConfigError("--run-at needs a time zone offset (e.g. +00:00)")
+    return value
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    app = _app_for(args)
+    with app:
+        job = app.enqueue_sync(
+            args.task,
+            _parse_json_object(args.args),
+            queue=args.queue,
+            priority=args.priority,
+            delay=args.delay,
+            run_at=_parse_time(args.run_at) if args.run_at else None,
+            max_attempts=args.max_attempts,
+            idempotency_key=args.idempotency_key,
+        )
+    print(
+        json.dumps(job.to_dict(), indent=2)
+        if args.json
+        else f"enqueued job {job.id} ({job.task}) on queue {job.queue}: {job.state.value}"
+    )
+    return 0
+
+
+def _age(when: dt.datetime | None) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "-"
+
+
+def _last_error(job: Job) -> str:
+    if not job.errors:
+        return ""
+    last = job.errors[-1]
+    return f"{last.get('type')}: {last.get('message')}"[:60]
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _show_job(job: Job) -> None:
+    data = job.to_dict()
+    errors = data.pop("errors")
+    for key, value in data.items():
+        print(f"{key:>16}: {json.dumps(value) if isinstance(value, dict | list) else value}")
+    for error in errors:
+        when, kind, message = error.get("at"), error.get("type"), error.get("message")
+        print(f"\n-- attempt {error.get('attempt')} failed at {when}: {kind}: {message}")
+        print(error.get("traceback", "").rstrip())
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    app = App()
+    with app:
+        if args.id is not None:
+            job = app.get_job_sync(args.id)
+            print(json.dumps(job.to_dict(), indent=2)) if args.json else _show_job(job)
+            return 0
+        jobs = app.list_jobs_sync(queue=args.queue, state=args.state, task=args.task, limit=args.limit)
+    if args.json:
+        print(json.dumps([j.to_dict() for j in jobs], indent=2))
+        return 0
+    if not jobs:
+        print("no jobs")
+        return 0
+    header = ["ID", "QUEUE", "TASK", "STATE", "ATTEMPT", "CREATED", "FINISHED", "RESULT / LAST ERROR"]
+    rows = [header] + [
+        [
+            str(j.id),
+            j.queue,
+            j.task,
+            j.state.value,
+            f"{j.attempt}/{j.max_attempts}",
+            _age(j.created_at),
+            _age(j.finished_at),
+            json.dumps(j.result)[:60] if j.state == JobState.SUCCEEDED else _last_error(j),
+        ]
+        for j in jobs
+    ]
+    _print_table(rows)
+    return 0
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    from pgq._queries import QUERIES
+
+    app = App()
+    with _db.connect(app.dsn) as conn:
+        _db.check_schema(conn)
+        stats = conn.execute(QUERIES["queue_stats_list"]).fetchall()
+    if not stats:
+        print("no jobs")
+        return 0
+    rows = [["QUEUE", "STATE", "JOBS", "OLDEST QUEUED"]] + [
+        [str(q), str(s), str(n), str(age).split(".")[0] if age is not None else "-"] for q, s, n, age in stats
+    ]
+    _print_table(rows)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with App() as app:
+        job = app.cancel_sync(args.id)
+    print(f"job {job.id} is {job.state.value}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with App() as app:
+        job = app.retry_sync(args.id)
+    print(f"job {job.id} is {job.state.value} again (attempt {job.attempt} of {job.max_attempts} used)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pgq.demo import run_demo
+
+    return asyncio.run(run_demo(once=args.once))
+
+
+# -- parser -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgq",
+        description="A job queue that needs nothing but PostgreSQL. The database is DATABASE_URL "
+        "(or --database-url); without one, an embedded PostgreSQL in PGQ_DATA_DIR.",
+    )
+    parser.add_argument("--database-url", help="PostgreSQL DSN (overrides DATABASE_URL)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="create or upgrade the pgq schema (safe to run twice, or concurrently)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("worker", help="run a worker for an app's tasks")
+    p.add_argument("--app", required=True, help="MODULE:ATTR of your pgq.App, e.g. myproject.tasks:app")
+    p.add_argument("--queues", help="comma-separated queues (default: PGQ_QUEUES, else every queue the tasks use)")
+    p.add_argument("--concurrency", type=int, help="jobs run at once (default: PGQ_CONCURRENCY or 10)")
+    p.add_argument("--poll-interval", type=float, help="seconds between polls when no NOTIFY arrives (default 2)")
+    p.add_argument("--no-listen", action="store_true", help="poll only; for PgBouncer transaction pooling")
+    p.add_argument("--shutdown-timeout", type=float, help="seconds running jobs get after SIGTERM (default 30)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("enqueue", help="enqueue a job by task name")
+    p.add_argument("task", help="the task's registered name")
+    p.add_argument("--args", default="{}", help="keyword arguments as a JSON object")
+    p.add_argument("--app", help="MODULE:ATTR: check the task name against this app's tasks and use its defaults")
+    p.add_argument("--queue")
+    p.add_argument("--priority", type=int, help="lower runs first (default 0)")
+    p.add_argument("--delay", type=float, help="seconds from now")
+    p.add_argument("--run-at", help="ISO 8601 time with offset")
+    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--idempotency-key")
+    p.add_argument("--json", action="store_true", help="print the job as JSON")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("jobs", help="list jobs, newest first, or show one with its errors")
+    p.add_argument("id", nargs="?", type=int, help="show this job in full")
+    p.add_argument("--queue")
+    p.add_argument("--state", choices=[s.value for s in JobState])
+    p.add_argument("--task")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("queues", help="jobs per queue and state (the pgq.queue_stats view)")
+    p.set_defaults(func=cmd_queues)
+
+    p = sub.add_parser("cancel", help="cancel a job that has not started")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("retry", help="put a failed or cancelled job back in its queue")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("demo", help="migrate, run a worker for the example app and show its jobs finishing")
+    p.add_argument("--once", action="store_true", help="exit when the example jobs are done")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("alembic", "pgserver", "psycopg.pool"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
+    try:
+        return int(args.func(args))
+    except PgqError as exc:
+        print(f"pgq: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as exc:
+        # Bad input to the library (a malformed argument, an invalid option value).
+        print(f"pgq: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

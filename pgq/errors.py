@@ -1,0 +1,57 @@
+"""The exceptions pgq raises, and the two a task may raise to steer its own retries."""
+
+from __future__ import annotations
+
+
+class PgqError(Exception):
+    """Base class of every error pgq raises itself."""
+
+
+class ConfigError(PgqError):
+    """A setting is missing or invalid; the message says which and what to change."""
+
+
+class DatabaseUnavailableError(PgqError):
+    """The database cannot be reached (bad DSN, server down, wrong credentials)."""
+
+
+class SchemaNotMigratedError(PgqError):
+    """The database has no pgq schema, or an older one: run `pgq migrate`."""
+
+
+class UnknownTaskError(PgqError, LookupError):
+    """A task name that this app has not registered."""
+
+
+class JobNotFoundError(PgqError, LookupError):
+    """No job has this id."""
+
+
+class JobStateError(PgqError):
+    """The job's state does not allow the requested change (e.g. retrying a running job)."""
+
+    def __init__(self, message: str, *, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class JobTimeoutError(PgqError, TimeoutError):
+    """A task ran longer than its timeout; recorded as the attempt's error."""
+
+
+class PermanentError(Exception):
+    """Raise from a task to fail the job at once, without further attempts."""
+
+
+class Retry(Exception):
+    """Raise from a task to ask for another attempt.
+
+    ``delay`` (seconds) overrides the task's backoff for this one retry. The attempt
+    still counts: a job that keeps asking ends ``failed`` after ``max_attempts``.
+    """
+
+    def __init__(self, reason: str = "retry requested by the task", *, delay: float | None = None) -> None:
+        super().__init__(reason)
+        if delay is not None and delay < 0:
+            raise ValueError(f"Retry delay must be >= 0 seconds, got {delay}")
+        self.delay = delay

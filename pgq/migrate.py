@@ -1,0 +1,36 @@
+"""`pgq migrate`: bring a database's pgq schema to the revision this pgq needs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+
+from pgq import _db
+
+log = logging.getLogger("pgq.migrate")
+
+
+def _alembic_config(dsn: str) -> Config:
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.attributes["dsn"] = dsn
+    return config
+
+
+def migrate(dsn: str) -> str:
+    """Upgrade to head; safe to run twice and from several processes at once.
+
+    Returns the revision the database is at afterwards.
+    """
+    _db.connect(dsn).close()  # a clear one-line error beats alembic's traceback
+    command.upgrade(_alembic_config(dsn), "head")
+    with psycopg.connect(dsn) as conn:
+        _db.check_schema(conn)
+    log.info("database is at pgq schema revision %s", _db.SCHEMA_HEAD)
+    return _db.SCHEMA_HEAD

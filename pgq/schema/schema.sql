@@ -1,0 +1,99 @@
+-- The whole current pgq schema. Migrations (migrations/versions/) must produce exactly
+-- this; tests/test_migrations.py compares the two. Change both together.
+
+CREATE SCHEMA IF NOT EXISTS pgq;
+
+CREATE TABLE pgq.jobs (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue           text        NOT NULL DEFAULT 'default',
+    task            text        NOT NULL,
+    args            jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    state           text        NOT NULL DEFAULT 'queued',
+    priority        smallint    NOT NULL DEFAULT 0,
+    run_at          timestamptz NOT NULL DEFAULT now(),
+    attempt         integer     NOT NULL DEFAULT 0,
+    max_attempts    integer     NOT NULL DEFAULT 5,
+    result          jsonb,
+    errors          jsonb       NOT NULL DEFAULT '[]'::jsonb,
+    idempotency_key text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    heartbeat_at    timestamptz,
+    worker_id       text,
+
+    CONSTRAINT jobs_state_valid CHECK (
+        state IN ('scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
+    CONSTRAINT jobs_queue_valid CHECK (queue ~ '^[A-Za-z0-9_.:-]{1,128}$'),
+    CONSTRAINT jobs_task_valid CHECK (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$'),
+    CONSTRAINT jobs_args_is_object CHECK (jsonb_typeof(args) = 'object'),
+    CONSTRAINT jobs_errors_is_array CHECK (jsonb_typeof(errors) = 'array'),
+    CONSTRAINT jobs_attempts_valid CHECK (max_attempts >= 1 AND attempt >= 0 AND attempt <= max_attempts),
+    -- A job is finished exactly when its state is final.
+    CONSTRAINT jobs_finished_iff_final CHECK (
+        (finished_at IS NOT NULL) = (state IN ('succeeded', 'failed', 'cancelled'))),
+    -- A running job always says which worker holds it, since when, and that it is alive.
+    CONSTRAINT jobs_running_is_owned CHECK (
+        state <> 'running'
+        OR (worker_id IS NOT NULL AND started_at IS NOT NULL AND heartbeat_at IS NOT NULL)),
+    -- Only a job that ran can have succeeded; a result belongs to a succeeded job.
+    CONSTRAINT jobs_result_only_when_succeeded CHECK (result IS NULL OR state = 'succeeded'),
+    CONSTRAINT jobs_idempotency_key_valid CHECK (
+        idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255)
+)
+-- Every state change writes a new row version: vacuum early and often, and leave room
+-- on each page so that most updates stay HOT.
+WITH (
+    fillfactor = 80,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+COMMENT ON TABLE pgq.jobs IS 'One row per job. States: scheduled, queued, running, retrying, succeeded, failed, cancelled.';
+
+-- The claim index holds only ready jobs, in the order the claim query takes them:
+-- scheduled and retrying rows live in jobs_due_idx until they are due.
+CREATE INDEX jobs_claim_idx ON pgq.jobs (queue, priority, run_at, id) WHERE state = 'queued';
+
+-- Finds scheduled/retrying jobs whose time has come, oldest first.
+CREATE INDEX jobs_due_idx ON pgq.jobs (run_at) WHERE state IN ('scheduled', 'retrying');
+
+-- An idempotency key is unique among jobs that are not final.
+CREATE UNIQUE INDEX jobs_idempotency_key_idx ON pgq.jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying');
+
+-- Listing and pruning finished jobs, and the "what is running where" question.
+CREATE INDEX jobs_finished_at_idx ON pgq.jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_running_idx ON pgq.jobs (worker_id) WHERE state = 'running';
+
+-- One NOTIFY per transaction and queue (Postgres folds duplicates within a
+-- transaction); the payload is just the queue name. Scheduled inserts notify too, so
+-- an idle worker can shorten its sleep to the new job's run_at.
+CREATE FUNCTION pgq.notify_jobs_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('pgq_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM inserted) AS q;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER jobs_notify_inserted
+    AFTER INSERT ON pgq.jobs
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION pgq.notify_jobs_inserted();
+
+-- Per queue and state: how many jobs, and how long the oldest ready one has waited.
+CREATE VIEW pgq.queue_stats AS
+SELECT
+    queue,
+    state,
+    count(*) AS jobs,
+    CASE WHEN state = 'queued' THEN now() - min(run_at) END AS oldest_queued_age
+FROM pgq.jobs
+GROUP BY queue, state;
+
+COMMENT ON VIEW pgq.queue_stats IS 'Job counts per queue and state, with the age of the oldest ready job.';

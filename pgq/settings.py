@@ -1,0 +1,98 @@
+"""pgq's settings: one object, read from the environment once, validated at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from pgq.errors import ConfigError
+
+_T = TypeVar("_T")
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def default_data_dir() -> Path:
+    """Where the embedded PostgreSQL keeps its data when PGQ_DATA_DIR is not set."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pgq" / "pgdata"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob pgq reads from the environment. Field docs are the reference."""
+
+    database_url: str | None = None
+    """DATABASE_URL: a libpq URL or key=value DSN. Unset: the embedded PostgreSQL."""
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    """PGQ_DATA_DIR: the embedded PostgreSQL's data folder."""
+    queues: tuple[str, ...] = ()
+    """PGQ_QUEUES: comma-separated queues a worker serves. Empty: every queue its tasks name."""
+    concurrency: int = 10
+    """PGQ_CONCURRENCY: jobs one worker runs at once."""
+    poll_interval: float = 2.0
+    """PGQ_POLL_INTERVAL: seconds between polls when no NOTIFY arrives (the fallback)."""
+    listen: bool = True
+    """PGQ_LISTEN: false for PgBouncer transaction pooling, where LISTEN does not work."""
+    shutdown_timeout: float = 30.0
+    """PGQ_SHUTDOWN_TIMEOUT: seconds running jobs get to finish after SIGTERM."""
+    heartbeat_interval: float = 5.0
+    """PGQ_HEARTBEAT_INTERVAL: seconds between heartbeats of a worker's running jobs."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.concurrency > 10_000:
+            raise ConfigError(f"PGQ_CONCURRENCY must be between 1 and 10000, got {self.concurrency}")
+        for name in ("poll_interval", "shutdown_timeout", "heartbeat_interval"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"PGQ_{name.upper()} must be a positive number of seconds, got {value}")
+        for queue in self.queues:
+            if not QUEUE_NAME.match(queue):
+                raise ConfigError(f"queue name {queue!r} is invalid: use 1-128 letters, digits, '_', '.', ':' or '-'")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        fields: dict[str, object] = {}
+        if url := env.get("DATABASE_URL", "").strip():
+            fields["database_url"] = url
+        if data_dir := env.get("PGQ_DATA_DIR", "").strip():
+            fields["data_dir"] = Path(data_dir).expanduser()
+        if queues := env.get("PGQ_QUEUES", "").strip():
+            fields["queues"] = parse_queues(queues)
+        if (raw := env.get("PGQ_CONCURRENCY")) is not None:
+            fields["concurrency"] = _parse(raw, int, "PGQ_CONCURRENCY", "a whole number")
+        for name in ("poll_interval", "shutdown_timeout", "heartbeat_interval"):
+            var = f"PGQ_{name.upper()}"
+            if (raw := env.get(var)) is not None:
+                fields[name] = _parse(raw, float, var, "a number of seconds")
+        if (raw := env.get("PGQ_LISTEN")) is not None:
+            fields["listen"] = _parse_bool(raw, "PGQ_LISTEN")
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+def parse_queues(text: str) -> tuple[str, ...]:
+    queues = tuple(q.strip() for q in text.split(",") if q.strip())
+    if not queues:
+        raise ConfigError(f"no queue names in {text!r}: give a comma-separated list like 'default,emails'")
+    return queues
+
+
+def _parse(raw: str, kind: type[_T], var: str, what: str) -> _T:
+    try:
+        return kind(raw.strip())  # type: ignore[call-arg]
+    except ValueError:
+        raise ConfigError(f"{var} must be {what}, got {raw!r}") from None
+
+
+def _parse_bool(raw: str, var: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{var} must be true or false, got {raw!r}")

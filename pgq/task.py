@@ -1,0 +1,80 @@
+"""A registered task: the function, its defaults, and enqueue shortcuts."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tenacity.wait import wait_base
+
+from pgq.job import Job
+from pgq.retry import Backoff, as_wait
+
+if TYPE_CHECKING:
+    from pgq.app import App
+
+TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$")
+
+
+def check_task_name(name: str) -> str:
+    if not isinstance(name, str) or not TASK_NAME.match(name):
+        raise ValueError(
+            f"task name {name!r} is invalid: start with a letter or '_', then up to 254 "
+            "letters, digits, '_', '.', ':' or '-'"
+        )
+    return name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """Per-task defaults; every enqueue may override queue, priority and max_attempts."""
+
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 5
+    timeout: float | None = None
+    retry: wait_base = dataclasses.field(default_factory=lambda: as_wait(None))
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout}")
+        if not -32768 <= self.priority <= 32767:
+            raise ValueError(f"priority must be between -32768 and 32767, got {self.priority}")
+
+
+class Task:
+    """What ``@app.task`` returns. Calling it runs the function directly (handy in tests)."""
+
+    def __init__(self, app: App, fn: Callable[..., Any], name: str, options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = check_task_name(name)
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<pgq.Task {self.name} queue={self.options.queue}>"
+
+    async def enqueue(self, **kwargs: Any) -> Job:
+        """Enqueue a run with these keyword arguments, using the task's defaults."""
+        return await self.app.enqueue(self.name, kwargs)
+
+    def enqueue_sync(self, **kwargs: Any) -> Job:
+        """Like ``enqueue``, for code that is not async."""
+        return self.app.enqueue_sync(self.name, kwargs)
+
+
+def make_options(
+    *, queue: str, priority: int, max_attempts: int, timeout: float | None, retry: Backoff | None
+) -> TaskOptions:
+    return TaskOptions(queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout, retry=as_wait(retry))

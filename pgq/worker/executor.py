@@ -1,0 +1,120 @@
+"""Runs one claimed job and says how it ended; writes nothing to the database.
+
+Async tasks run on the event loop, plain functions in a daemon thread (so a hung one
+cannot keep the process alive at exit). The outcome carries what the worker records:
+a result, or an error with the delay before the next attempt (None: no more attempts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import inspect
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from pgq import _json
+from pgq.app import App
+from pgq.context import JobContext, reset_current, set_current
+from pgq.errors import JobTimeoutError, PermanentError, Retry, UnknownTaskError
+from pgq.job import Job
+from pgq.retry import retry_delay
+from pgq.task import Task
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    succeeded: bool
+    result: Any = None
+    error: dict[str, Any] | None = None
+    retry_in: float | None = None
+    """Seconds until the next attempt; None with an error means the job has failed."""
+
+
+def _error(exc: BaseException, *, message: str | None = None) -> dict[str, Any]:
+    return {
+        "type": type(exc).__qualname__,
+        "message": message if message is not None else str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _failed(job: Job, task: Task | None, exc: BaseException, *, permanent: bool, message: str | None = None) -> Outcome:
+    error = _error(exc, message=message)
+    if permanent or task is None or job.attempt >= job.max_attempts:
+        return Outcome(succeeded=False, error=error)
+    if isinstance(exc, Retry) and exc.delay is not None:
+        delay = exc.delay
+    else:
+        delay = retry_delay(task.options.retry, job.attempt)
+    return Outcome(succeeded=False, error=error, retry_in=delay)
+
+
+def _in_daemon_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, exc: BaseException | None) -> None:
+        if future.done():  # the job timed out or the worker stopped meanwhile
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        try:
+            value, exc = fn(), None
+        except BaseException as err:  # noqa: BLE001 - handed to the event loop as the job's error
+            value, exc = None, err
+        # RuntimeError: the loop closed, the worker is gone and the job was handed back.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, value, exc)
+
+    threading.Thread(target=target, name="pgq-sync-task", daemon=True).start()
+    return future
+
+
+async def execute(app: App, job: Job, worker_id: str) -> Outcome:
+    """Run ``job``'s task with its arguments, timeout and retry policy."""
+    try:
+        task = app.get_task(job.task)
+    except UnknownTaskError as exc:
+        return _failed(job, None, exc, permanent=True, message=f"{exc}; nothing was run")
+    try:
+        inspect.signature(task.fn).bind(**job.args)
+    except TypeError as exc:
+        return _failed(
+            job, task, exc, permanent=True, message=f"arguments {sorted(job.args)} do not fit task {task.name!r}: {exc}"
+        )
+
+    token = set_current(JobContext(job=job, worker_id=worker_id))
+    timeout = task.options.timeout
+    try:
+        if task.is_async:
+            value = await asyncio.wait_for(task.fn(**job.args), timeout)
+        else:
+            call = contextvars.copy_context().run
+            value = await asyncio.wait_for(_in_daemon_thread(lambda: call(task.fn, **job.args)), timeout)
+    except TimeoutError:
+        timed_out = JobTimeoutError(f"task {task.name!r} timed out after {timeout} s")
+        if not task.is_async:
+            timed_out.add_note("a sync task's thread cannot be killed: it may still be running")
+        return _failed(job, task, timed_out, permanent=False)
+    except PermanentError as exc:
+        return _failed(job, task, exc, permanent=True)
+    except Exception as exc:  # noqa: BLE001 - any task error is recorded on the job
+        return _failed(job, task, exc, permanent=False)
+    finally:
+        reset_current(token)
+    try:
+        result = _json.check_json(value, "the result", app.json_default)
+    except (TypeError, ValueError) as exc:
+        return _failed(
+            job, task, exc, permanent=True, message=f"task {task.name!r} returned a result that is not JSON: {exc}"
+        )
+    return Outcome(succeeded=True, result=result)
