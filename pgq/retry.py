@@ -15,7 +15,7 @@ from tenacity.wait import wait_base
 Backoff: TypeAlias = wait_base | float | int
 """What ``@app.task(retry=...)`` takes: a tenacity wait strategy or fixed seconds."""
 
-DEFAULT_BACKOFF: wait_base = wait_exponential_jitter(initial=1, max=3600, exp_base=2, jitter=1)
+DEFAULT_BACKOFF: wait_base = wait_exponential_jitter(max=3600, exp_base=2, jitter=1)
 """1 s, 2 s, 4 s … capped at an hour, each plus up to 1 s of jitter."""
 
 

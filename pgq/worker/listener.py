@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Collection
 
 import psycopg
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from pgq import _db
 from pgq._queries import QUERIES
@@ -43,7 +43,7 @@ class Listener:
         """Listen until cancelled, reconnecting forever."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((psycopg.OperationalError, OSError)),
-            wait=wait_exponential_jitter(initial=0.2, max=10, jitter=0.5),
+            wait=wait_exponential(multiplier=0.2, max=10) + wait_random(0, 0.5),
             before_sleep=lambda state: self._broken(state.outcome.exception()) if state.outcome else None,
         ):
             with attempt:

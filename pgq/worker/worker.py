@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential, wait_random
 
 from pgq import _db, _json
 from pgq._queries import QUERIES
@@ -196,6 +196,10 @@ class Worker:
             await self._record(job, outcome)
             if outcome.retry_in is not None:
                 self._wake.set()  # recompute the next due time, which may now be this retry
+        except Exception:
+            # The database stayed unreachable past the write retries: the job stays
+            # 'running' and its heartbeat stops, so it is rescued, never lost.
+            log.exception("job %d %s: could not record its outcome", job.id, job.task)
         finally:
             self._running.pop(job.id, None)
             self.jobs_done += 1
@@ -218,7 +222,7 @@ class Worker:
         pool = self._pool
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(psycopg.OperationalError),
-            wait=wait_exponential_jitter(initial=0.1, max=5),
+            wait=wait_exponential(multiplier=0.1, max=5) + wait_random(0, 0.1),
             stop=stop_after_delay(_WRITE_RETRY_SECONDS),
             reraise=True,
         ):

@@ -1,0 +1,48 @@
+"""Tasks the worker tests run, in-process or in `pgq worker` subprocesses.
+
+Every run is appended to a file under PGQ_TEST_RUN_LOG (one line per execution,
+"job_id pid"), so a test can prove how often each job was executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pgq
+
+app = pgq.App()
+
+
+def record_run() -> None:
+    folder = os.environ.get("PGQ_TEST_RUN_LOG")
+    if folder:
+        with open(os.path.join(folder, f"{os.getpid()}.log"), "a") as log:
+            log.write(f"{pgq.current_job().job.id} {os.getpid()}\n")
+
+
+@app.task
+async def noop(n: int = 0) -> int:
+    record_run()
+    return n
+
+
+@app.task
+def sync_noop(n: int = 0) -> int:
+    record_run()
+    return n
+
+
+@app.task
+async def sleepy(seconds: float) -> float:
+    record_run()
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@app.task
+def sync_sleepy(seconds: float) -> float:
+    record_run()
+    time.sleep(seconds)
+    return seconds
