@@ -37,8 +37,15 @@ class Server:
     def dsn(self, dbname: str) -> str:
         return make_conninfo(host=self.host, port=self.port, user=self.user, dbname=dbname)
 
-    def janitor(self, dbname: str, **kwargs: object) -> DatabaseJanitor:
-        return DatabaseJanitor(user=self.user, host=self.host, port=self.port, dbname=dbname, **kwargs)
+    def janitor(self, dbname: str, *, template: str | None = None, as_template: bool = False) -> DatabaseJanitor:
+        return DatabaseJanitor(
+            user=self.user,
+            host=self.host,
+            port=self.port,
+            dbname=dbname,
+            template_dbname=template,
+            as_template=as_template,
+        )
 
 
 def _local_server_answers() -> bool:
@@ -87,7 +94,7 @@ def template_db(pg_server: Server) -> Iterator[str]:
 def dsn(pg_server: Server, template_db: str) -> Iterator[str]:
     """A fresh database at the current pgq schema, dropped after the test."""
     name = f"pgq_test_{os.getpid()}_{next(_counter)}"
-    with pg_server.janitor(name, template_dbname=template_db):
+    with pg_server.janitor(name, template=template_db):
         yield pg_server.dsn(name)
 
 
@@ -111,7 +118,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def pgq_cli(*args: str, dsn: str | None, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def pgq_cli(
+    *args: str, dsn: str | None, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `pgq` command line and capture what it prints."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     full_env.pop("DATABASE_URL", None)

@@ -45,7 +45,7 @@ async def wait_final(app: pgq.App, job_ids: Iterable[int], timeout: float = 20) 
 def count_rows(dsn: str, where: str = "true", params: Iterable[Any] = ()) -> int:
     query = "SELECT count(*) FROM pgq.jobs WHERE " + where  # test-only helper, fixed fragments
     with psycopg.connect(dsn) as conn:
-        row = conn.execute(query, tuple(params)).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(query, tuple(params)).fetchone()
     assert row is not None
     return int(row[0])
 

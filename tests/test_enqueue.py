@@ -77,7 +77,7 @@ async def test_async_enqueue_joins_the_callers_transaction(dsn: str) -> None:
 
 def test_sync_method_refuses_an_async_connection(dsn: str) -> None:
     app = make_app(dsn)
-    with pytest.raises(TypeError, match="psycopg.Connection"):
+    with pytest.raises(TypeError, match=r"psycopg\.Connection"):
         app.enqueue_sync("add", {"a": 1, "b": 1}, conn=object())  # type: ignore[arg-type]
 
 
@@ -136,7 +136,7 @@ async def test_invalid_options_raise_and_write_nothing(dsn: str, options: dict[s
 async def test_unknown_task_name_is_refused_by_an_app_that_registers_tasks(dsn: str) -> None:
     app = make_app(dsn)
     async with app:
-        with pytest.raises(pgq.UnknownTaskError, match="unknown task 'sned_email'.*send_email"):
+        with pytest.raises(pgq.UnknownTaskError, match=r"unknown task 'sned_email'.*send_email"):
             await app.enqueue("sned_email", {"to": "x"})
         with pytest.raises(ValueError, match="task name"):
             await pgq.App(dsn).enqueue("not a name!")
@@ -181,16 +181,16 @@ async def test_enqueue_many_returns_jobs_in_input_order_in_one_statement(dsn: st
     app = make_app(dsn)
     async with app:
         existing = await app.enqueue("add", {"a": 0, "b": 0}, idempotency_key="dup")
-        specs: list[pgq.JobSpec | dict[str, object]] = [
-            {"task": "add", "args": {"a": i, "b": i}} for i in range(3000)
-        ]
+        specs: list[pgq.JobSpec | dict[str, object]] = [{"task": "add", "args": {"a": i, "b": i}} for i in range(3000)]
         specs[10] = pgq.JobSpec("send_email", {"to": "x@y.z"}, idempotency_key="dup")
         specs[20] = {"task": "send_email", "args": {"to": "later"}, "delay": 30}
         jobs = await app.enqueue_many(specs)
     assert len(jobs) == 3000
     assert jobs[10].id == existing.id
     assert jobs[20].state == pgq.JobState.SCHEDULED and jobs[20].queue == "emails"
-    assert [j.args["a"] for i, j in enumerate(jobs) if i not in (10, 20)] == [i for i in range(3000) if i not in (10, 20)]
+    assert [j.args["a"] for i, j in enumerate(jobs) if i not in (10, 20)] == [
+        i for i in range(3000) if i not in (10, 20)
+    ]
     assert count_rows(dsn) == 3000
 
 

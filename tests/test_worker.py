@@ -165,7 +165,11 @@ async def test_result_that_is_not_json_fails_the_job_clearly(dsn: str) -> None:
     async with app, running_worker(app):
         job = await returns_set.enqueue()
         (done,) = await wait_final(app, [job.id])
-    assert done.state == "failed" and "not JSON" in done.errors[0]["message"] and "the result is a set" in done.errors[0]["message"]
+    assert (
+        done.state == "failed"
+        and "not JSON" in done.errors[0]["message"]
+        and "the result is a set" in done.errors[0]["message"]
+    )
 
 
 async def test_async_task_over_its_timeout_is_cancelled_and_retried(dsn: str) -> None:

@@ -30,7 +30,10 @@ def start_worker(dsn: str, tmp_path: Path) -> Iterator[object]:
         with open(tmp_path / f"worker{len(procs)}.log", "wb") as out:  # the child keeps its own copy
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pgq", "worker", "--app", "tests.apps.basic:app", *args],
-                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         procs.append(proc)
         return proc
@@ -94,8 +97,11 @@ def test_sigterm_past_the_shutdown_timeout_requeues_instead_of_failing(dsn: str,
     app = pgq.App(dsn)
     with app:
         jobs = app.enqueue_many_sync(
-            [{"task": "sleepy", "args": {"seconds": 60}}, {"task": "sync_sleepy", "args": {"seconds": 60}},
-             {"task": "noop", "args": {}, "delay": 3600}]
+            [
+                {"task": "sleepy", "args": {"seconds": 60}},
+                {"task": "sync_sleepy", "args": {"seconds": 60}},
+                {"task": "noop", "args": {}, "delay": 3600},
+            ]
         )
     worker = start_worker("--concurrency", "4", "--shutdown-timeout", "0.5")  # type: ignore[operator]
     wait_until(lambda: count_rows(dsn, "state = 'running'") == 2, 20, "both jobs running")

@@ -1,0 +1,141 @@
+"""The `pgq` command line, run as a user would: real processes, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import ROOT, pgq_cli
+
+
+def test_enqueue_then_list_and_show_jobs(dsn: str) -> None:
+    result = pgq_cli(
+        "enqueue",
+        "make_thumbnail",
+        "--args",
+        '{"width": 8, "height": 4}',
+        "--priority",
+        "2",
+        "--app",
+        "pgq.example_app:app",
+        dsn=dsn,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("enqueued job 1 (make_thumbnail) on queue default: queued")
+
+    listed = pgq_cli("jobs", dsn=dsn)
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split()[:5] == ["ID", "QUEUE", "TASK", "STATE", "ATTEMPT"]
+    assert row.split()[:5] == ["1", "default", "make_thumbnail", "queued", "0/5"]
+
+    shown = pgq_cli("jobs", "1", "--json", dsn=dsn)
+    assert json.loads(shown.stdout)["args"] == {"width": 8, "height": 4}
+    assert json.loads(pgq_cli("jobs", "--state", "queued", "--json", dsn=dsn).stdout)[0]["priority"] == 2
+
+
+def test_worker_runs_enqueued_jobs_and_jobs_shows_the_result(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    pgq_cli("enqueue", "make_thumbnail", "--args", '{"width": 800, "height": 600}', dsn=dsn)
+    pgq_cli("enqueue", "no_such_task", dsn=dsn)
+    env = {**os.environ, "DATABASE_URL": dsn, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pgq", "worker", "--app", "pgq.example_app:app", "--concurrency", "2"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while conn.execute("SELECT count(*) FROM pgq.jobs WHERE finished_at IS NOT NULL").fetchone() != (2,):
+            assert time.monotonic() < deadline, "jobs did not finish"
+            time.sleep(0.05)
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert "queues=default,emails" in err and "wake-up=LISTEN/NOTIFY" in err
+    shown = pgq_cli("jobs", "1", dsn=dsn).stdout
+    assert "state: succeeded" in shown and '"width": 200' in shown
+    failed = pgq_cli("jobs", "2", dsn=dsn).stdout
+    assert "state: failed" in failed and "unknown task 'no_such_task'" in failed
+    assert "succeeded" in pgq_cli("queues", dsn=dsn).stdout
+
+
+def test_cancel_and_retry_commands(dsn: str) -> None:
+    pgq_cli("enqueue", "anything", dsn=dsn)
+    assert pgq_cli("cancel", "1", dsn=dsn).stdout.strip() == "job 1 is cancelled"
+    assert pgq_cli("retry", "1", dsn=dsn).stdout.startswith("job 1 is queued again")
+    again = pgq_cli("retry", "1", dsn=dsn)
+    assert again.returncode == 1 and "only failed or cancelled jobs can be retried" in again.stderr
+    missing = pgq_cli("cancel", "999", dsn=dsn)
+    assert missing.returncode == 1 and missing.stderr.strip() == "pgq: error: no job with id 999"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enqueue", "nope", "--app", "pgq.example_app:app"], "pgq: error: unknown task 'nope' (registered: "),
+        (["enqueue", "t", "--args", "[1]"], "pgq: error: --args must be a JSON object"),
+        (["enqueue", "t", "--args", "{oops"], "pgq: error: --args is not valid JSON"),
+        (["enqueue", "t", "--run-at", "2030-01-01T00:00:00"], "pgq: error: --run-at needs a time zone"),
+        (["worker", "--app", "nowhere:app"], "pgq: error: cannot import 'nowhere' for --app"),
+        (["worker", "--app", "pgq"], "pgq: error: --app must look like MODULE:ATTR"),
+        (["worker", "--app", "pgq.example_app:app", "--concurrency", "0"], "PGQ_CONCURRENCY must be between"),
+    ],
+)
+def test_bad_input_gets_a_one_line_error_and_writes_nothing(dsn: str, args: list[str], message: str) -> None:
+    result = pgq_cli(*args, dsn=dsn)
+    assert result.returncode != 0
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (0,)
+
+
+def test_commands_on_an_unmigrated_database_say_to_migrate(empty_dsn: str) -> None:
+    for args in (["jobs"], ["enqueue", "t"], ["worker", "--app", "pgq.example_app:app"], ["queues"]):
+        result = pgq_cli(*args, dsn=empty_dsn)
+        assert result.returncode == 1
+        assert result.stderr.strip() == "pgq: error: the database has no pgq schema: run `pgq migrate` first"
+
+
+def test_bad_dsn_is_reported_without_the_password() -> None:
+    result = pgq_cli("jobs", dsn="postgresql://me:s3cret@127.0.0.1:1/db")
+    assert result.returncode == 1
+    assert "s3cret" not in result.stderr and "me:***@" in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ("migrate", "worker", "enqueue", "jobs", "queues", "cancel", "retry", "demo"):
+        result = pgq_cli(command, "--help", dsn=None)
+        assert result.returncode == 0 and "usage: pgq" in result.stdout
+
+
+def test_demo_runs_on_the_embedded_database_without_database_url(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pgdata"
+    result = pgq_cli("demo", "--once", dsn=None, env={"PGQ_DATA_DIR": str(data_dir)}, timeout=120)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert f"using the embedded PostgreSQL in {data_dir}" in result.stderr
+        assert result.stdout.count("succeeded") == 4
+        assert "fetch_exchange_rate    succeeded after 2 attempts" in result.stdout
+        # The server keeps running for the next command, which finds the same jobs.
+        listed = pgq_cli("jobs", "--state", "succeeded", "--json", dsn=None, env={"PGQ_DATA_DIR": str(data_dir)})
+        assert len(json.loads(listed.stdout)) == 4
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pgserver.postgres_server import get_server
+
+            get_server(data_dir, cleanup_mode="delete").cleanup()
