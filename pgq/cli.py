@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except PgqError as exc:
         print(f"pgq: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigError) else 1
     except (ValueError, TypeError) as exc:
         # Bad input to the library (a malformed argument, an invalid option value).
         print(f"pgq: error: {exc}", file=sys.stderr)

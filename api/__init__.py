@@ -1,0 +1,5 @@
+"""pgq's HTTP API (Starlette). ``create_app()`` returns an ASGI app to serve or mount."""
+
+from api.app import create_app
+
+__all__ = ["create_app"]
