@@ -20,8 +20,7 @@ from pgq import _json
 from pgq._queries import QUERIES
 from pgq.errors import JobNotFoundError, JobStateError, PgqError
 from pgq.job import Job, JobState
-from pgq.settings import QUEUE_NAME
-from pgq.task import check_task_name
+from pgq.task import TaskOptions, check_queue_name, check_task_name
 
 Row = dict[str, Any]
 Statement = tuple[LiteralString, Mapping[str, Any]]
@@ -57,16 +56,16 @@ def _seconds(delay: float | dt.timedelta) -> dt.timedelta:
     return td
 
 
-def insert_params(spec: JobSpec, defaults: Any, json_default: _json.JsonDefault | None) -> dict[str, Any]:
+def insert_params(
+    spec: JobSpec, defaults: TaskOptions | None, json_default: _json.JsonDefault | None
+) -> dict[str, Any]:
     """Validate one job and return job_insert's parameters; raises before any write.
 
     ``defaults`` is the task's TaskOptions when the app knows the task, else None.
     """
     check_task_name(spec.task)
     args = _json.check_args(spec.args, json_default)
-    queue = spec.queue if spec.queue is not None else (defaults.queue if defaults else "default")
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
-        raise ValueError(f"queue name {queue!r} is invalid: use 1-128 letters, digits, '_', '.', ':' or '-'")
+    queue = check_queue_name(spec.queue if spec.queue is not None else (defaults.queue if defaults else "default"))
     priority = spec.priority if spec.priority is not None else (defaults.priority if defaults else 0)
     if isinstance(priority, bool) or not isinstance(priority, int) or not -32768 <= priority <= 32767:
         raise ValueError(f"priority must be an integer between -32768 and 32767, got {priority!r}")

@@ -100,7 +100,6 @@ class App:
         attempts; the default is exponential backoff with jitter.
         """
         options = make_options(queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout, retry=retry)
-        _ops.insert_params(JobSpec(task="x", queue=queue), options, None)  # validates the queue name
 
         def register(func: F) -> Task:
             task_name = name or func.__name__

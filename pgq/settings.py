@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
 from pgq.errors import ConfigError
+from pgq.task import check_queue_name
 
 _T = TypeVar("_T")
-
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 def default_data_dir() -> Path:
@@ -51,8 +49,10 @@ class Settings:
             if not value > 0:
                 raise ConfigError(f"PGQ_{name.upper()} must be a positive number of seconds, got {value}")
         for queue in self.queues:
-            if not QUEUE_NAME.match(queue):
-                raise ConfigError(f"queue name {queue!r} is invalid: use 1-128 letters, digits, '_', '.', ':' or '-'")
+            try:
+                check_queue_name(queue)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

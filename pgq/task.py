@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pgq.app import App
 
 TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 def check_task_name(name: str) -> str:
@@ -26,6 +27,12 @@ def check_task_name(name: str) -> str:
             "letters, digits, '_', '.', ':' or '-'"
         )
     return name
+
+
+def check_queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        raise ValueError(f"queue name {queue!r} is invalid: use 1-128 letters, digits, '_', '.', ':' or '-'")
+    return queue
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,6 +52,7 @@ class TaskOptions:
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout}")
         if not -32768 <= self.priority <= 32767:
             raise ValueError(f"priority must be between -32768 and 32767, got {self.priority}")
+        check_queue_name(self.queue)
 
 
 class Task:

@@ -110,6 +110,13 @@ def test_commands_on_an_unmigrated_database_say_to_migrate(empty_dsn: str) -> No
         assert result.stderr.strip() == "pgq: error: the database has no pgq schema: run `pgq migrate` first"
 
 
+def test_malformed_dsn_is_a_one_line_error() -> None:
+    result = pgq_cli("jobs", dsn="host=localhost port")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("pgq: error: DATABASE_URL is not a valid PostgreSQL DSN")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_bad_dsn_is_reported_without_the_password() -> None:
     result = pgq_cli("jobs", dsn="postgresql://me:s3cret@127.0.0.1:1/db")
     assert result.returncode == 1

@@ -235,3 +235,16 @@ def test_app_with_unreachable_database_says_so_in_one_line() -> None:
 def test_app_with_malformed_dsn_is_a_config_error() -> None:
     with pytest.raises(pgq.ConfigError, match="not a valid PostgreSQL DSN"):
         pgq.App("host=localhost port")
+
+
+def test_one_notify_per_transaction_and_queue_with_the_queue_as_payload(dsn: str) -> None:
+    app = pgq.App(dsn)
+    with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn) as conn:
+        listener.execute("LISTEN pgq_jobs")
+        app.enqueue_many_sync([{"task": "t", "queue": "a" if i % 2 else "b"} for i in range(100)], conn=conn)
+        for _ in range(10):
+            app.enqueue_sync("t", queue="a", conn=conn)
+        assert list(listener.notifies(timeout=0.3)) == []  # nothing before commit
+        conn.commit()
+        payloads = sorted(n.payload for n in listener.notifies(timeout=1))
+    assert payloads == ["a", "b"]
