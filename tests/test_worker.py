@@ -9,6 +9,7 @@ import pytest
 import tenacity
 
 import pgq
+import pgq.worker
 from tests.helpers import running_worker, wait_final
 
 pytestmark = pytest.mark.anyio
@@ -310,3 +311,52 @@ async def test_shutdown_hands_unfinished_jobs_back_to_queued(dsn: str) -> None:
                 await asyncio.sleep(0.05)
         back = await app.get_job(job.id)
     assert back.state == pgq.JobState.QUEUED and back.attempt == 0 and back.worker_id is None
+
+
+async def test_sync_tasks_reuse_threads(dsn: str) -> None:
+    app = pgq.App(dsn)
+    idents: list[int] = []
+
+    @app.task
+    def where() -> None:
+        import threading
+
+        idents.append(threading.get_ident())
+
+    async with app, running_worker(app, concurrency=2):
+        jobs = await app.enqueue_many([{"task": "where"} for _ in range(40)])
+        await wait_final(app, [j.id for j in jobs])
+    assert len(idents) == 40
+    assert len(set(idents)) <= 10
+
+
+async def test_second_stop_hands_running_jobs_back_without_waiting(dsn: str) -> None:
+    app = pgq.App(dsn)
+
+    @app.task
+    async def slow() -> None:
+        await asyncio.sleep(60)
+
+    async with app:
+        job = await slow.enqueue()
+        worker = pgq.worker.Worker(app, shutdown_timeout=60, poll_interval=0.1)
+        run = asyncio.create_task(worker.run())
+        while (await app.get_job(job.id)).state != pgq.JobState.RUNNING:
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        worker.stop()
+        await asyncio.sleep(0.2)
+        worker.stop()
+        await asyncio.wait_for(run, 10)
+        assert time.monotonic() - started < 5
+        assert (await app.get_job(job.id)).state == pgq.JobState.QUEUED
+
+
+def test_worker_refuses_an_app_without_tasks(dsn: str) -> None:
+    with pytest.raises(pgq.ConfigError, match="no tasks registered"):
+        pgq.worker.Worker(pgq.App(dsn))
+
+
+def test_current_job_outside_a_task_is_a_lookup_error() -> None:
+    with pytest.raises(LookupError, match="outside a running task"):
+        pgq.current_job()

@@ -1,6 +1,6 @@
 """Runs one claimed job and says how it ended; writes nothing to the database.
 
-Async tasks run on the event loop, plain functions in a daemon thread (so a hung one
+Async tasks run on the event loop, plain functions on daemon threads (so a hung one
 cannot keep the process alive at exit). The outcome carries what the worker records:
 a result, or an error with the delay before the next attempt (None: no more attempts).
 """
@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import dataclasses
 import inspect
+import queue
 import threading
 import traceback
 from collections.abc import Callable
@@ -54,29 +55,54 @@ def _failed(job: Job, task: Task | None, exc: BaseException, *, permanent: bool,
     return Outcome(succeeded=False, error=error, retry_in=delay)
 
 
-def _in_daemon_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
+class SyncThreads:
+    """Daemon threads that run sync tasks, reused from job to job.
 
-    def settle(value: Any, exc: BaseException | None) -> None:
-        if future.done():  # the job timed out or the worker stopped meanwhile
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(value)
+    Not concurrent.futures.ThreadPoolExecutor: its threads are joined at interpreter
+    exit, so one hung task would keep a stopped worker alive forever. A thread that is
+    busy (or hung past its timeout) is simply not idle: the next job gets a new thread.
+    """
 
-    def target() -> None:
-        try:
-            value, exc = fn(), None
-        except BaseException as err:  # noqa: BLE001 - handed to the event loop as the job's error
-            value, exc = None, err
-        # RuntimeError: the loop closed, the worker is gone and the job was handed back.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, value, exc)
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
 
-    threading.Thread(target=target, name="pgq-sync-task", daemon=True).start()
-    return future
+    def submit(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1  # that idle thread will take this item
+        self._work.put((fn, future))
+        if spawn:
+            threading.Thread(target=self._serve, name="pgq-sync-task", daemon=True).start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            fn, future = self._work.get()
+            try:
+                value, exc = fn(), None
+            except BaseException as err:  # noqa: BLE001 - handed to the event loop as the job's error
+                value, exc = None, err
+            # RuntimeError: the loop closed, the worker is gone and the job was handed back.
+            with contextlib.suppress(RuntimeError):
+                future.get_loop().call_soon_threadsafe(_settle, future, value, exc)
+            with self._lock:
+                self._idle += 1
+
+
+def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    if future.done():  # the job timed out or the worker stopped meanwhile
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
+
+
+_sync_threads = SyncThreads()
 
 
 async def execute(app: App, job: Job, worker_id: str) -> Outcome:
@@ -99,7 +125,7 @@ async def execute(app: App, job: Job, worker_id: str) -> Outcome:
             value = await asyncio.wait_for(task.fn(**job.args), timeout)
         else:
             call = contextvars.copy_context().run
-            value = await asyncio.wait_for(_in_daemon_thread(lambda: call(task.fn, **job.args)), timeout)
+            value = await asyncio.wait_for(_sync_threads.submit(lambda: call(task.fn, **job.args)), timeout)
     except TimeoutError:
         timed_out = JobTimeoutError(f"task {task.name!r} timed out after {timeout} s")
         if not task.is_async:

@@ -30,6 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from pgq import _db, _json
 from pgq._queries import QUERIES
 from pgq.app import App
+from pgq.errors import ConfigError
 from pgq.job import Job
 from pgq.settings import Settings
 from pgq.worker.executor import Outcome, execute
@@ -66,6 +67,8 @@ class Worker:
         shutdown_timeout: float | None = None,
         heartbeat_interval: float | None = None,
     ) -> None:
+        if not app.tasks:
+            raise ConfigError("the app has no tasks registered: a worker for it could only fail jobs")
         base = app.settings
         settings = dataclasses.replace(
             base,
@@ -83,6 +86,7 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._more_work = True
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self.jobs_done = 0
@@ -95,8 +99,14 @@ class Worker:
         self._wake.set()
 
     def stop(self) -> None:
-        """Stop claiming; running jobs get shutdown_timeout seconds to finish."""
-        if not self._stopping.is_set():
+        """Stop claiming; running jobs get shutdown_timeout seconds to finish.
+
+        A second call (a second Ctrl-C) stops waiting and hands the jobs back now.
+        """
+        if self._stopping.is_set():
+            log.warning("worker %s: stopping now, without waiting for running jobs", self.id)
+            self._hurry.set()
+        else:
             log.info(
                 "worker %s stopping: waiting up to %s s for %d running job(s)",
                 self.id,
@@ -125,7 +135,7 @@ class Worker:
             name="pgq-worker",
         )
         await self._pool.open(wait=True, timeout=30)
-        self._install_signal_handlers()
+        self._signal_handlers(install=True)
         background: list[asyncio.Task[None]] = [asyncio.create_task(self._heartbeat_loop())]
         if self.settings.listen:
             listener = Listener(dsn, self.queues, self.wake, self.settings.poll_interval)
@@ -236,31 +246,21 @@ class Worker:
                 job.id,
                 job.attempt,
             )
-        elif outcome.succeeded:
-            log.info("job %d %s succeeded", job.id, job.task)
-        elif outcome.retry_in is not None:
-            assert outcome.error is not None
-            log.warning(
-                "job %d %s attempt %d/%d failed (%s: %s); retrying in %.1f s",
-                job.id,
-                job.task,
-                job.attempt,
-                job.max_attempts,
-                outcome.error["type"],
-                outcome.error["message"],
-                outcome.retry_in,
-            )
         else:
-            assert outcome.error is not None
-            log.error(
-                "job %d %s failed for good after attempt %d/%d: %s: %s",
-                job.id,
-                job.task,
-                job.attempt,
-                job.max_attempts,
-                outcome.error["type"],
-                outcome.error["message"],
-            )
+            self._log_outcome(job, outcome)
+
+    @staticmethod
+    def _log_outcome(job: Job, outcome: Outcome) -> None:
+        where = f"job {job.id} {job.task} attempt {job.attempt}/{job.max_attempts}"
+        if outcome.succeeded:
+            log.info("%s succeeded", where)
+            return
+        assert outcome.error is not None
+        error = f"{outcome.error['type']}: {outcome.error['message']}"
+        if outcome.retry_in is not None:
+            log.warning("%s failed (%s); retrying in %.1f s", where, error, outcome.retry_in)
+        else:
+            log.error("%s failed for good: %s", where, error)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -275,24 +275,26 @@ class Worker:
 
     # -- shutdown -----------------------------------------------------------------
 
-    def _install_signal_handlers(self) -> None:
+    def _signal_handlers(self, *, install: bool) -> None:
+        """SIGTERM/SIGINT stop the worker (only the main thread may handle signals)."""
         if threading.current_thread() is not threading.main_thread():
             return
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
-
-    def _remove_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+            if install:
+                loop.add_signal_handler(sig, self.stop)
+            else:
+                loop.remove_signal_handler(sig)
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
-        tasks = [r.task for r in self._running.values()]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout)
+        pending: set[asyncio.Task[Any]] = {r.task for r in self._running.values()}
+        if pending:
+            hurry: asyncio.Task[Any] = asyncio.create_task(self._hurry.wait())
+            deadline = time.monotonic() + self.settings.shutdown_timeout
+            while pending and not hurry.done() and (remaining := deadline - time.monotonic()) > 0:
+                done, _ = await asyncio.wait({*pending, hurry}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                pending.difference_update(done)
+            hurry.cancel()
             unfinished = [job_id for job_id, r in self._running.items() if r.task in pending]
             for task in pending:
                 task.cancel()
@@ -302,7 +304,7 @@ class Worker:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        self._remove_signal_handlers()
+        self._signal_handlers(install=False)
         if self._pool is not None:
             await self._pool.close()
         log.info("worker %s stopped after %d job(s)", self.id, self.jobs_done)
