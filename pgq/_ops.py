@@ -56,6 +56,16 @@ def _seconds(delay: float | dt.timedelta) -> dt.timedelta:
     return td
 
 
+_UNKNOWN_TASK = TaskOptions()
+"""Defaults for a task this app does not register (a producer-only app)."""
+
+
+def _whole(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    return value
+
+
 def insert_params(
     spec: JobSpec, defaults: TaskOptions | None, json_default: _json.JsonDefault | None
 ) -> dict[str, Any]:
@@ -65,13 +75,12 @@ def insert_params(
     """
     check_task_name(spec.task)
     args = _json.check_args(spec.args, json_default)
-    queue = check_queue_name(spec.queue if spec.queue is not None else (defaults.queue if defaults else "default"))
-    priority = spec.priority if spec.priority is not None else (defaults.priority if defaults else 0)
-    if isinstance(priority, bool) or not isinstance(priority, int) or not -32768 <= priority <= 32767:
-        raise ValueError(f"priority must be an integer between -32768 and 32767, got {priority!r}")
-    max_attempts = spec.max_attempts if spec.max_attempts is not None else (defaults.max_attempts if defaults else 5)
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= 1_000_000:
-        raise ValueError(f"max_attempts must be an integer between 1 and 1000000, got {max_attempts!r}")
+    task = defaults or _UNKNOWN_TASK
+    queue = check_queue_name(spec.queue if spec.queue is not None else task.queue)
+    priority = _whole("priority", spec.priority if spec.priority is not None else task.priority, -32768, 32767)
+    max_attempts = _whole(
+        "max_attempts", spec.max_attempts if spec.max_attempts is not None else task.max_attempts, 1, 1_000_000
+    )
     if spec.run_at is not None and spec.delay is not None:
         raise ValueError("give either run_at or delay, not both")
     if spec.run_at is not None:

@@ -50,7 +50,6 @@ def _new_worker_id() -> str:
 class _Running:
     job: Job
     task: asyncio.Task[None]
-    started: float
 
 
 class Worker:
@@ -198,7 +197,7 @@ class Worker:
     def _start(self, job: Job) -> None:
         log.info("job %d %s started (attempt %d/%d)", job.id, job.task, job.attempt, job.max_attempts)
         task = asyncio.create_task(self._process(job), name=f"pgq-job-{job.id}")
-        self._running[job.id] = _Running(job, task, time.monotonic())
+        self._running[job.id] = _Running(job, task)
 
     async def _process(self, job: Job) -> None:
         try:
