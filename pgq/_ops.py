@@ -204,8 +204,9 @@ def list_jobs(
     before_id: int | None = None,
     limit: int = 50,
 ) -> Op[list[Job]]:
-    if state is not None:
-        JobState(state)  # ValueError names the bad state
+    if state is not None and state not in {s.value for s in JobState}:
+        raise ValueError(f"unknown state {state!r}; states are: {', '.join(s.value for s in JobState)}")
+    _whole("limit", limit, 1, 10_000)
     rows = yield (
         QUERIES["job_list"],
         {

@@ -53,6 +53,7 @@ class App:
         self._pool_max_size = pool_max_size
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._pool_lock: asyncio.Lock | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._sync_pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._sync_lock = threading.Lock()
 
@@ -126,8 +127,12 @@ class App:
 
     async def open(self) -> None:
         """Connect, check the schema is migrated, and open the async pool."""
-        if self._pool_lock is None:
-            self._pool_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._pool_loop is not loop:
+            # A pool belongs to the event loop that opened it; a script that calls
+            # asyncio.run() twice gets a fresh one (the old loop and its sockets are gone).
+            self._pool, self._pool_loop, self._pool_lock = None, loop, asyncio.Lock()
+        assert self._pool_lock is not None
         async with self._pool_lock:
             if self._pool is not None:
                 return
@@ -201,7 +206,7 @@ class App:
             if not isinstance(conn, psycopg.AsyncConnection):
                 raise TypeError("conn= of an async method must be a psycopg.AsyncConnection; use the _sync method")
             return await _ops.run_async(conn, op)
-        if self._pool is None:
+        if self._pool is None or self._pool_loop is not asyncio.get_running_loop():
             await self.open()
         assert self._pool is not None
         async with self._pool.connection() as pooled:
@@ -293,9 +298,25 @@ class App:
     def retry_sync(self, job_id: int) -> Job:
         return self._run_sync(_ops.retry(job_id))
 
-    async def list_jobs(self, **filters: Any) -> list[Job]:
-        """Newest first; filters: queue, state, task, before_id, limit."""
-        return await self._run(_ops.list_jobs(**filters))
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        task: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Newest first, optionally filtered; pass the last id seen as ``before_id`` for the next page."""
+        return await self._run(_ops.list_jobs(queue=queue, state=state, task=task, before_id=before_id, limit=limit))
 
-    def list_jobs_sync(self, **filters: Any) -> list[Job]:
-        return self._run_sync(_ops.list_jobs(**filters))
+    def list_jobs_sync(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        task: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        return self._run_sync(_ops.list_jobs(queue=queue, state=state, task=task, before_id=before_id, limit=limit))

@@ -248,3 +248,24 @@ def test_one_notify_per_transaction_and_queue_with_the_queue_as_payload(dsn: str
         conn.commit()
         payloads = sorted(n.payload for n in listener.notifies(timeout=1))
     assert payloads == ["a", "b"]
+
+
+def test_async_api_works_across_separate_asyncio_run_calls(dsn: str) -> None:
+    app = pgq.App(dsn)
+    first = asyncio.run(app.enqueue("t"))
+    second = asyncio.run(app.get_job(first.id))
+    assert second.id == first.id
+
+
+async def test_list_jobs_pages_newest_first_with_filters(dsn: str) -> None:
+    app = pgq.App(dsn)
+    async with app:
+        jobs = await app.enqueue_many([{"task": "a" if i % 2 else "b", "queue": "q"} for i in range(10)])
+        page1 = await app.list_jobs(task="a", limit=3)
+        page2 = await app.list_jobs(task="a", limit=3, before_id=page1[-1].id)
+        with pytest.raises(ValueError, match="unknown state 'done'"):
+            await app.list_jobs(state="done")
+        with pytest.raises(ValueError, match="limit must be"):
+            await app.list_jobs(limit=0)
+    a_ids = sorted((j.id for j in jobs if j.task == "a"), reverse=True)
+    assert [j.id for j in page1 + page2] == a_ids[:5]
