@@ -360,3 +360,16 @@ def test_worker_refuses_an_app_without_tasks(dsn: str) -> None:
 def test_current_job_outside_a_task_is_a_lookup_error() -> None:
     with pytest.raises(LookupError, match="outside a running task"):
         pgq.current_job()
+
+
+async def test_a_tasks_own_timeout_error_is_not_mistaken_for_the_job_timeout(dsn: str) -> None:
+    app = pgq.App(dsn)
+
+    @app.task(timeout=30, max_attempts=1)
+    async def calls_upstream() -> None:
+        raise TimeoutError("upstream did not answer")
+
+    async with app, running_worker(app):
+        job = await calls_upstream.enqueue()
+        (done,) = await wait_final(app, [job.id])
+    assert (done.errors[0]["type"], done.errors[0]["message"]) == ("TimeoutError", "upstream did not answer")

@@ -120,13 +120,17 @@ async def execute(app: App, job: Job, worker_id: str) -> Outcome:
 
     token = set_current(JobContext(job=job, worker_id=worker_id))
     timeout = task.options.timeout
+    deadline = asyncio.timeout(timeout)
     try:
-        if task.is_async:
-            value = await asyncio.wait_for(task.fn(**job.args), timeout)
-        else:
-            call = contextvars.copy_context().run
-            value = await asyncio.wait_for(_sync_threads.submit(lambda: call(task.fn, **job.args)), timeout)
-    except TimeoutError:
+        async with deadline:
+            if task.is_async:
+                value = await task.fn(**job.args)
+            else:
+                call = contextvars.copy_context().run
+                value = await _sync_threads.submit(lambda: call(task.fn, **job.args))
+    except TimeoutError as exc:
+        if not deadline.expired():  # the task's own TimeoutError, not ours
+            return _failed(job, task, exc, permanent=False)
         timed_out = JobTimeoutError(f"task {task.name!r} timed out after {timeout} s")
         if not task.is_async:
             timed_out.add_note("a sync task's thread cannot be killed: it may still be running")
