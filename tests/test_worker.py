@@ -373,3 +373,25 @@ async def test_a_tasks_own_timeout_error_is_not_mistaken_for_the_job_timeout(dsn
         job = await calls_upstream.enqueue()
         (done,) = await wait_final(app, [job.id])
     assert (done.errors[0]["type"], done.errors[0]["message"]) == ("TimeoutError", "upstream did not answer")
+
+
+async def test_huge_error_texts_are_cut_to_keep_rows_small(dsn: str) -> None:
+    app = pgq.App(dsn)
+
+    @app.task(max_attempts=1)
+    async def recurses(depth: int = 0) -> None:
+        def dive(n: int) -> None:
+            if n == 0:
+                raise RuntimeError("x" * 50_000)
+            dive(n - 1)
+
+        dive(300)
+
+    async with app, running_worker(app):
+        job = await recurses.enqueue()
+        (done,) = await wait_final(app, [job.id])
+    error = done.errors[0]
+    assert len(error["message"]) <= 2_010
+    assert error["message"].endswith("[cut]")
+    assert len(error["traceback"]) <= 10_010
+    assert "RuntimeError" in error["traceback"]

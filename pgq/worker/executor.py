@@ -36,11 +36,26 @@ class Outcome:
     """Seconds until the next attempt; None with an error means the job has failed."""
 
 
+_MAX_MESSAGE = 2_000
+_MAX_TRACEBACK = 10_000
+
+
+def _cut(text: str, limit: int, end: str = "") -> str:
+    return text if len(text) <= limit else f"{text[:limit]} [cut]{end}"
+
+
 def _error(exc: BaseException, *, message: str | None = None) -> dict[str, Any]:
+    """One entry of the job's errors array. Long texts are cut (a deep recursion's
+    traceback would otherwise bloat every later version of the row): the message
+    keeps its start, the traceback its end, where the raising frame is."""
+    text = message if message is not None else str(exc)
+    trace = "".join(
+        _cut(chunk, _MAX_MESSAGE, "\n") for chunk in traceback.TracebackException.from_exception(exc).format()
+    )
     return {
         "type": type(exc).__qualname__,
-        "message": message if message is not None else str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "message": _cut(text, _MAX_MESSAGE),
+        "traceback": trace if len(trace) <= _MAX_TRACEBACK else "[cut] " + trace[-_MAX_TRACEBACK:],
     }
 
 
