@@ -64,6 +64,7 @@ class Task:
         self.name = check_task_name(name)
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 

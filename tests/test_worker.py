@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import psycopg
 import pytest
 import tenacity
 
@@ -395,3 +396,30 @@ async def test_huge_error_texts_are_cut_to_keep_rows_small(dsn: str) -> None:
     assert error["message"].endswith("[cut]")
     assert len(error["traceback"]) <= 10_010
     assert "RuntimeError" in error["traceback"]
+
+
+async def test_listen_reconnects_after_its_connection_is_killed(dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    app = pgq.App(dsn)
+
+    @app.task
+    async def ping() -> None:
+        return None
+
+    async with app, running_worker(app, poll_interval=30):
+        await asyncio.sleep(0.5)
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            killed = await (
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%LISTEN pgq_jobs%'"
+                )
+            ).fetchall()
+        assert killed == [(True,)]
+        await asyncio.sleep(1.5)  # the first reconnect waits 0.2-0.7 s
+        job = await ping.enqueue()
+        (done,) = await wait_final(app, [job.id], timeout=5)
+    assert done.started_at is not None
+    assert (done.started_at - done.created_at).total_seconds() < 1.0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("LISTEN is not working" in m for m in messages)
+    assert any("LISTEN connection restored" in m for m in messages)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
-import inspect
 import queue
 import threading
 import traceback
@@ -127,7 +126,7 @@ async def execute(app: App, job: Job, worker_id: str) -> Outcome:
     except UnknownTaskError as exc:
         return _failed(job, None, exc, permanent=True, message=f"{exc}; nothing was run")
     try:
-        inspect.signature(task.fn).bind(**job.args)
+        task.signature.bind(**job.args)
     except TypeError as exc:
         return _failed(
             job, task, exc, permanent=True, message=f"arguments {sorted(job.args)} do not fit task {task.name!r}: {exc}"

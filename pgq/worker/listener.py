@@ -7,7 +7,6 @@ a notification was missed meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Collection
 
@@ -26,11 +25,9 @@ class Listener:
         self.queues = frozenset(queues)
         self.wake = wake
         self.poll_interval = poll_interval
-        self.connected = asyncio.Event()
         self._said_broken = False
 
     def _broken(self, exc: BaseException | None) -> None:
-        self.connected.clear()
         if not self._said_broken:
             self._said_broken = True
             log.warning(
@@ -40,24 +37,33 @@ class Listener:
             )
 
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting forever."""
+        """Listen until cancelled; a lost connection is reconnected with backoff."""
+        while True:
+            conn = await self._connect()
+            try:
+                async for notify in conn.notifies():
+                    if notify.payload in self.queues:
+                        self.wake()
+            except (psycopg.OperationalError, OSError) as exc:
+                self._broken(exc)
+            finally:
+                await conn.close()
+
+    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((psycopg.OperationalError, OSError)),
             wait=wait_exponential(multiplier=0.2, max=10) + wait_random(0, 0.5),
-            before_sleep=lambda state: self._broken(state.outcome.exception()) if state.outcome else None,
+            before_sleep=lambda state: self._broken(state.outcome.exception() if state.outcome else None),
         ):
             with attempt:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=10)
                 try:
                     await conn.execute(QUERIES["worker_listen"])
-                    self.connected.set()
-                    if self._said_broken:
-                        self._said_broken = False
-                        log.warning("LISTEN connection restored; back to instant wake-ups")
-                        self.wake()  # a notification may have been missed meanwhile
-                    async for notify in conn.notifies():
-                        if notify.payload in self.queues:
-                            self.wake()
-                finally:
-                    self.connected.clear()
+                except BaseException:
                     await conn.close()
+                    raise
+        if self._said_broken:
+            self._said_broken = False
+            log.warning("LISTEN connection restored; back to instant wake-ups")
+            self.wake()  # a notification may have been missed meanwhile
+        return conn
