@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -19,11 +18,9 @@ from pgq._ops import JobSpec
 from pgq.embedded import embedded_dsn
 from pgq.errors import UnknownTaskError
 from pgq.job import Job
-from pgq.retry import Backoff
+from pgq.retry import Backoff, as_wait
 from pgq.settings import Settings
-from pgq.task import Task, make_options
-
-log = logging.getLogger("pgq")
+from pgq.task import Task, TaskOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -100,7 +97,9 @@ class App:
         ``retry`` is a tenacity wait strategy (or fixed seconds) for the delay between
         attempts; the default is exponential backoff with jitter.
         """
-        options = make_options(queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout, retry=retry)
+        options = TaskOptions(
+            queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout, retry=as_wait(retry)
+        )
 
         def register(func: F) -> Task:
             task_name = name or func.__name__

@@ -19,8 +19,6 @@ from pgq.errors import ConfigError, PgqError
 from pgq.job import Job, JobState
 from pgq.settings import parse_queues
 
-log = logging.getLogger("pgq")
-
 
 def load_app(spec: str) -> App:
     """Import ``MODULE:ATTR`` (from the current directory too) and return the App."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tenacity.wait import wait_base
 
 from pgq.job import Job
-from pgq.retry import Backoff, as_wait
+from pgq.retry import as_wait
 
 if TYPE_CHECKING:
     from pgq.app import App
@@ -81,9 +81,3 @@ class Task:
     def enqueue_sync(self, **kwargs: Any) -> Job:
         """Like ``enqueue``, for code that is not async."""
         return self.app.enqueue_sync(self.name, kwargs)
-
-
-def make_options(
-    *, queue: str, priority: int, max_attempts: int, timeout: float | None, retry: Backoff | None
-) -> TaskOptions:
-    return TaskOptions(queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout, retry=as_wait(retry))
