@@ -48,6 +48,8 @@ class Job:
     finished_at: dt.datetime | None
     heartbeat_at: dt.datetime | None
     worker_id: str | None
+    cancel_requested_at: dt.datetime | None
+    progress: dict[str, Any] | None
 
     def __post_init__(self) -> None:
         # Rows arrive with state as plain text; keep the enum so comparisons read well.

@@ -7,6 +7,7 @@ import pytest
 
 import pgq
 from api import create_app
+from pgq._db import SCHEMA_HEAD
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +21,7 @@ async def _get_health(dsn: str) -> httpx.Response:
 async def test_health_is_ok_on_a_migrated_database(dsn: str) -> None:
     response = await _get_health(dsn)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "schema_revision": "0001"}
+    assert response.json() == {"status": "ok", "schema_revision": SCHEMA_HEAD}
 
 
 async def test_health_is_503_before_migration(empty_dsn: str) -> None:

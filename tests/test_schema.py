@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgq._db import SCHEMA_HEAD
 from pgq._queries import QUERIES, schema_sql
 from pgq.migrate import migrate
 from tests.conftest import ROOT, pgq_cli
@@ -124,8 +125,8 @@ def test_migrated_database_equals_the_schema_file(dsn: str, empty_dsn: str) -> N
 
 
 def test_migrate_twice_is_a_no_op(dsn: str) -> None:
-    assert migrate(dsn) == "0001"
-    assert migrate(dsn) == "0001"
+    assert migrate(dsn) == SCHEMA_HEAD
+    assert migrate(dsn) == SCHEMA_HEAD
 
 
 def test_two_concurrent_migrations_both_succeed(empty_dsn: str) -> None:
@@ -142,7 +143,7 @@ def test_two_concurrent_migrations_both_succeed(empty_dsn: str) -> None:
     outputs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     with psycopg.connect(empty_dsn) as conn:
-        assert conn.execute("SELECT version_num FROM pgq.alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM pgq.alembic_version").fetchall() == [(SCHEMA_HEAD,)]
 
 
 def test_migrate_command_reports_an_unreachable_database_in_one_line() -> None:

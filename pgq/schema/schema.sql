@@ -21,6 +21,8 @@ CREATE TABLE pgq.jobs (
     finished_at     timestamptz,
     heartbeat_at    timestamptz,
     worker_id       text,
+    cancel_requested_at timestamptz,
+    progress        jsonb,
 
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
@@ -39,7 +41,8 @@ CREATE TABLE pgq.jobs (
     -- Only a job that ran can have succeeded; a result belongs to a succeeded job.
     CONSTRAINT jobs_result_only_when_succeeded CHECK (result IS NULL OR state = 'succeeded'),
     CONSTRAINT jobs_idempotency_key_valid CHECK (
-        idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255)
+        idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
+    CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object')
 )
 -- Every state change writes a new row version: vacuum early and often, and leave room
 -- on each page so that most updates stay HOT.
@@ -51,6 +54,9 @@ WITH (
     autovacuum_analyze_scale_factor = 0.02,
     autovacuum_vacuum_cost_delay = 0
 );
+
+COMMENT ON COLUMN pgq.jobs.cancel_requested_at IS 'Set by cancel() on a running job; its worker stops it and records cancelled.';
+COMMENT ON COLUMN pgq.jobs.progress IS 'Latest progress a running task reported: {"percent", "message", "at"}.';
 
 COMMENT ON TABLE pgq.jobs IS 'One row per job. States: scheduled, queued, running, retrying, succeeded, failed, cancelled.';
 
@@ -97,3 +103,26 @@ FROM pgq.jobs
 GROUP BY queue, state;
 
 COMMENT ON VIEW pgq.queue_stats IS 'Job counts per queue and state, with the age of the oldest ready job.';
+
+CREATE TABLE pgq.workers (
+    id           text        PRIMARY KEY,
+    host         text        NOT NULL,
+    pid          integer     NOT NULL,
+    queues       text[]      NOT NULL,
+    concurrency  integer     NOT NULL CHECK (concurrency >= 1),
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE pgq.workers IS 'One row per live worker process, refreshed by its heartbeat; stale rows are removed by the leader.';
+
+-- At most one row per name: the worker holding an unexpired lease runs that
+-- maintenance. A lease (not an advisory lock) survives PgBouncer transaction pooling.
+CREATE TABLE pgq.leases (
+    name       text        PRIMARY KEY,
+    worker_id  text        NOT NULL,
+    acquired_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+
+COMMENT ON TABLE pgq.leases IS 'Leader election: the worker named here runs maintenance until expires_at.';
