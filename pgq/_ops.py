@@ -178,6 +178,10 @@ def cancel(job_id: int) -> Op[Job]:
     rows = yield QUERIES["job_cancel"], {"id": job_id}
     if rows:
         return Job(**rows[0])
+    rows = yield QUERIES["job_request_cancel"], {"id": job_id}
+    if rows:
+        del rows[0]["notified"]
+        return Job(**rows[0])
     job = yield from get_job(job_id)
     if job.state == JobState.CANCELLED:
         return job

@@ -284,7 +284,9 @@ class App:
         return self._run_sync(_ops.get_job(job_id))
 
     async def cancel(self, job_id: int) -> Job:
-        """Cancel a job that has not started yet; JobStateError says why not otherwise."""
+        """Cancel a job: at once if it has not started; if it is running, ask its worker
+        to stop it (the returned job has ``cancel_requested_at`` set and ends
+        ``cancelled``). JobStateError for a job that already finished otherwise."""
         return await self._run(_ops.cancel(job_id))
 
     def cancel_sync(self, job_id: int) -> Job:

@@ -189,7 +189,10 @@ def cmd_queues(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     with App() as app:
         job = app.cancel_sync(args.id)
-    print(f"job {job.id} is {job.state.value}")
+    if job.state == JobState.RUNNING:
+        print(f"job {job.id} is running: cancel requested, its worker stops it and records it cancelled")
+    else:
+        print(f"job {job.id} is {job.state.value}")
     return 0
 
 

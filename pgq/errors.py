@@ -39,6 +39,10 @@ class JobTimeoutError(PgqError, TimeoutError):
     """A task ran longer than its timeout; recorded as the attempt's error."""
 
 
+class JobCancelledError(PgqError):
+    """Raised inside a task by ``current_job().raise_if_cancelled()`` after a cancel request."""
+
+
 class PermanentError(Exception):
     """Raise from a task to fail the job at once, without further attempts."""
 

@@ -39,15 +39,28 @@ class Settings:
     shutdown_timeout: float = 30.0
     """PGQ_SHUTDOWN_TIMEOUT: seconds running jobs get to finish after SIGTERM."""
     heartbeat_interval: float = 5.0
-    """PGQ_HEARTBEAT_INTERVAL: seconds between heartbeats of a worker's running jobs."""
+    """PGQ_HEARTBEAT_INTERVAL: seconds between a worker's heartbeats (its row and its running jobs)."""
+    rescue_after: float = 30.0
+    """PGQ_RESCUE_AFTER: a running job whose heartbeat is older than this is rescued by the leader."""
+    maintenance_interval: float = 5.0
+    """PGQ_MAINTENANCE_INTERVAL: how often the leader runs maintenance; its lease lasts 3 times this."""
+    pool_size: int | None = None
+    """PGQ_POOL_SIZE: a worker's database connections. Unset: concurrency + 2, at most 10."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.concurrency > 10_000:
             raise ConfigError(f"PGQ_CONCURRENCY must be between 1 and 10000, got {self.concurrency}")
-        for name in ("poll_interval", "shutdown_timeout", "heartbeat_interval"):
+        for name in _SECONDS:
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"PGQ_{name.upper()} must be a positive number of seconds, got {value}")
+        if self.rescue_after < 2 * self.heartbeat_interval:
+            raise ConfigError(
+                f"PGQ_RESCUE_AFTER ({self.rescue_after} s) must be at least twice PGQ_HEARTBEAT_INTERVAL "
+                f"({self.heartbeat_interval} s), or healthy jobs would be rescued"
+            )
+        if self.pool_size is not None and not 2 <= self.pool_size <= 1000:
+            raise ConfigError(f"PGQ_POOL_SIZE must be between 2 and 1000, got {self.pool_size}")
         for queue in self.queues:
             try:
                 check_queue_name(queue)
@@ -66,13 +79,18 @@ class Settings:
             fields["queues"] = parse_queues(queues)
         if (raw := env.get("PGQ_CONCURRENCY")) is not None:
             fields["concurrency"] = _parse(raw, int, "PGQ_CONCURRENCY", "a whole number")
-        for name in ("poll_interval", "shutdown_timeout", "heartbeat_interval"):
+        if (raw := env.get("PGQ_POOL_SIZE")) is not None:
+            fields["pool_size"] = _parse(raw, int, "PGQ_POOL_SIZE", "a whole number")
+        for name in _SECONDS:
             var = f"PGQ_{name.upper()}"
             if (raw := env.get(var)) is not None:
                 fields[name] = _parse(raw, float, var, "a number of seconds")
         if (raw := env.get("PGQ_LISTEN")) is not None:
             fields["listen"] = _parse_bool(raw, "PGQ_LISTEN")
         return cls(**fields)  # type: ignore[arg-type]
+
+
+_SECONDS = ("poll_interval", "shutdown_timeout", "heartbeat_interval", "rescue_after", "maintenance_interval")
 
 
 def parse_queues(text: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from psycopg.conninfo import make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from pgq.migrate import migrate
+from tests.helpers import WorkerProcesses
 
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
@@ -111,6 +112,14 @@ def conn(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """An autocommit connection for looking at the table the way an operator would."""
     with psycopg.connect(dsn, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def start_worker(dsn: str, tmp_path: Path) -> Iterator[WorkerProcesses]:
+    """Start real `pgq worker` processes on this test's database; killed at the end."""
+    workers = WorkerProcesses(dsn, tmp_path)
+    yield workers
+    workers.kill_all()
 
 
 @pytest.fixture

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +59,57 @@ def read_runs(folder: Path) -> list[int]:
     for log in folder.glob("*.log"):
         runs.extend(int(line.split()[0]) for line in log.read_text().splitlines() if line.strip())
     return runs
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class WorkerProcesses:
+    """Real `pgq worker --app tests.apps.basic:app` processes, each logging to a file.
+
+    Fault tests pass short intervals through ``env`` (PGQ_HEARTBEAT_INTERVAL, ...);
+    every process still alive at the end of the test is killed.
+    """
+
+    def __init__(self, dsn: str, folder: Path) -> None:
+        self.dsn = dsn
+        self.logs = folder
+        self.run_log = folder / "runs"
+        self.run_log.mkdir()
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": self.dsn,
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            "PGQ_TEST_RUN_LOG": str(self.run_log),
+            **(env or {}),
+        }
+        with open(self.log_path(len(self.procs)), "wb") as out:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pgq", "worker", "--app", "tests.apps.basic:app", *args],
+                env=full_env,
+                cwd=Path(__file__).resolve().parent.parent,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def log_path(self, index: int) -> Path:
+        return self.logs / f"worker{index}.log"
+
+    def all_logs(self) -> str:
+        return "".join(self.log_path(i).read_text() for i in range(len(self.procs)))
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)

@@ -3,88 +3,47 @@
 from __future__ import annotations
 
 import collections
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import pgq
-from tests.conftest import ROOT
-from tests.helpers import count_rows, read_runs
-
-
-@pytest.fixture
-def start_worker(dsn: str, tmp_path: Path) -> Iterator[object]:
-    """Start `pgq worker --app tests.apps.basic:app` processes; all killed at the end."""
-    procs: list[subprocess.Popen[bytes]] = []
-    run_log = tmp_path / "runs"
-    run_log.mkdir()
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "DATABASE_URL": dsn, "PYTHONPATH": str(ROOT), "PGQ_TEST_RUN_LOG": str(run_log)}
-        with open(tmp_path / f"worker{len(procs)}.log", "wb") as out:  # the child keeps its own copy
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pgq", "worker", "--app", "tests.apps.basic:app", *args],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        procs.append(proc)
-        return proc
-
-    start.run_log = run_log  # type: ignore[attr-defined]
-    start.logs = tmp_path  # type: ignore[attr-defined]
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
+from tests.helpers import WorkerProcesses, count_rows, read_runs, wait_until
 
 
 @pytest.mark.slow
-def test_four_worker_processes_drain_2000_jobs_each_executed_exactly_once(dsn: str, start_worker: object) -> None:
+def test_four_worker_processes_drain_2000_jobs_each_executed_exactly_once(
+    dsn: str, start_worker: WorkerProcesses
+) -> None:
     app = pgq.App(dsn)
     with app:
         jobs = app.enqueue_many_sync(
             [{"task": "noop" if i % 2 else "sync_noop", "args": {"n": i}} for i in range(2000)]
         )
-    workers = [start_worker("--concurrency", "10", "--poll-interval", "0.5") for _ in range(4)]  # type: ignore[operator]
+    workers = [start_worker("--concurrency", "10", "--poll-interval", "0.5") for _ in range(4)]
     wait_until(lambda: count_rows(dsn, "state = 'succeeded'") == 2000, 90, "2000 succeeded jobs")
     for proc in workers:
         proc.send_signal(signal.SIGTERM)
     assert [proc.wait(30) for proc in workers] == [0, 0, 0, 0]
 
-    runs = read_runs(start_worker.run_log)  # type: ignore[attr-defined]
+    runs = read_runs(start_worker.run_log)
     counts = collections.Counter(runs)
     assert len(runs) == 2000 and set(counts) == {j.id for j in jobs}
     assert max(counts.values()) == 1
     assert count_rows(dsn, "attempt = 1 AND state = 'succeeded' AND result = to_jsonb((args->>'n')::int)") == 2000
     # Every process did a share of the work.
-    pids = {line.split()[1] for log in start_worker.run_log.glob("*.log") for line in log.read_text().splitlines()}  # type: ignore[attr-defined]
+    pids = {line.split()[1] for log in start_worker.run_log.glob("*.log") for line in log.read_text().splitlines()}
     assert len(pids) == 4
 
 
-def test_sigterm_lets_running_jobs_finish_and_exits_zero(dsn: str, start_worker: object) -> None:
+def test_sigterm_lets_running_jobs_finish_and_exits_zero(dsn: str, start_worker: WorkerProcesses) -> None:
     app = pgq.App(dsn)
     with app:
         jobs = app.enqueue_many_sync(
             [{"task": "sleepy", "args": {"seconds": 1.0}}, {"task": "sync_sleepy", "args": {"seconds": 1.0}}]
         )
-    worker = start_worker("--concurrency", "4", "--shutdown-timeout", "10")  # type: ignore[operator]
+    worker = start_worker("--concurrency", "4", "--shutdown-timeout", "10")
     wait_until(lambda: count_rows(dsn, "state = 'running'") == 2, 20, "both jobs running")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
@@ -93,7 +52,7 @@ def test_sigterm_lets_running_jobs_finish_and_exits_zero(dsn: str, start_worker:
         assert all(app.get_job_sync(j.id).attempt == 1 for j in jobs)
 
 
-def test_sigterm_past_the_shutdown_timeout_requeues_instead_of_failing(dsn: str, start_worker: object) -> None:
+def test_sigterm_past_the_shutdown_timeout_requeues_instead_of_failing(dsn: str, start_worker: WorkerProcesses) -> None:
     app = pgq.App(dsn)
     with app:
         jobs = app.enqueue_many_sync(
@@ -103,7 +62,7 @@ def test_sigterm_past_the_shutdown_timeout_requeues_instead_of_failing(dsn: str,
                 {"task": "noop", "args": {}, "delay": 3600},
             ]
         )
-    worker = start_worker("--concurrency", "4", "--shutdown-timeout", "0.5")  # type: ignore[operator]
+    worker = start_worker("--concurrency", "4", "--shutdown-timeout", "0.5")
     wait_until(lambda: count_rows(dsn, "state = 'running'") == 2, 20, "both jobs running")
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
@@ -115,5 +74,5 @@ def test_sigterm_past_the_shutdown_timeout_requeues_instead_of_failing(dsn: str,
     assert first.state == second.state == pgq.JobState.QUEUED
     assert first.attempt == second.attempt == 0 and first.errors == [] and first.worker_id is None
     assert later.state == pgq.JobState.SCHEDULED
-    log = (start_worker.logs / "worker0.log").read_text()  # type: ignore[attr-defined]
+    log = (start_worker.logs / "worker0.log").read_text()
     assert "handed 2 unfinished job(s) back" in log

@@ -109,13 +109,28 @@ RETURNING id;
 
 -- name: job_set_failed
 -- A failed attempt: back to 'retrying' at run_at = now() + delay, or 'failed' when
--- %(retry_in)s is NULL. The error entry is appended; guarded like job_set_succeeded.
+-- %(retry_in)s is NULL, or 'cancelled' when a cancel was requested meanwhile. The
+-- error entry is appended; guarded like job_set_succeeded.
 UPDATE pgq.jobs
-SET state = CASE WHEN %(retry_in)s::interval IS NULL THEN 'failed' ELSE 'retrying' END,
-    run_at = CASE WHEN %(retry_in)s::interval IS NULL THEN run_at ELSE now() + %(retry_in)s::interval END,
-    finished_at = CASE WHEN %(retry_in)s::interval IS NULL THEN now() END,
+SET state = CASE
+        WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+        WHEN %(retry_in)s::interval IS NULL THEN 'failed'
+        ELSE 'retrying' END,
+    run_at = CASE
+        WHEN cancel_requested_at IS NULL AND %(retry_in)s::interval IS NOT NULL THEN now() + %(retry_in)s::interval
+        ELSE run_at END,
+    finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR %(retry_in)s::interval IS NULL THEN now() END,
     heartbeat_at = NULL,
     worker_id = NULL,
+    errors = errors || jsonb_build_array(
+        jsonb_build_object('attempt', attempt, 'at', now()) || %(error)s::jsonb)
+WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND worker_id = %(worker_id)s
+RETURNING id, state;
+
+-- name: job_set_cancelled
+-- A running job stopped at its cancel request; guarded like job_set_succeeded.
+UPDATE pgq.jobs
+SET state = 'cancelled', finished_at = now(), heartbeat_at = NULL,
     errors = errors || jsonb_build_array(
         jsonb_build_object('attempt', attempt, 'at', now()) || %(error)s::jsonb)
 WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND worker_id = %(worker_id)s
@@ -132,18 +147,100 @@ WITH requeued AS (
 )
 SELECT id, pg_notify('pgq_jobs', queue) IS NULL AS notified FROM requeued;
 
--- name: job_heartbeat
--- Tell the world this worker still runs these jobs (the rescuer reads heartbeat_at).
-UPDATE pgq.jobs SET heartbeat_at = now()
-WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s;
+-- name: worker_heartbeat
+-- One statement per beat: (re)register this worker, refresh the heartbeat of the jobs
+-- it still owns, and report which of them have a cancel request. A job missing from
+-- the answer is no longer this worker's (rescued meanwhile). Times are the database's.
+WITH me AS (
+    INSERT INTO pgq.workers (id, host, pid, queues, concurrency)
+    VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s)
+    ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+    RETURNING id
+), beat AS (
+    UPDATE pgq.jobs SET heartbeat_at = now()
+    WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s
+    RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested
+)
+SELECT id, cancel_requested FROM beat;
+
+-- name: worker_deregister
+-- A worker that stops cleanly removes its row and gives up any lease it holds.
+WITH gone AS (DELETE FROM pgq.workers WHERE id = %(worker_id)s)
+DELETE FROM pgq.leases WHERE worker_id = %(worker_id)s;
+
+-- name: worker_prune_dead
+-- Rows of workers that stopped heartbeating longer ago than the lease (killed hosts).
+DELETE FROM pgq.workers WHERE heartbeat_at < now() - %(lease)s::interval
+RETURNING id;
+
+-- name: lease_acquire
+-- Take or renew a named lease: succeeds (returns a row) when it is free, expired, or
+-- already ours. Expiry is on the database clock, so worker clocks never matter.
+INSERT INTO pgq.leases AS l (name, worker_id, expires_at)
+VALUES (%(name)s, %(worker_id)s, now() + %(ttl)s::interval)
+ON CONFLICT (name) DO UPDATE
+SET worker_id = excluded.worker_id,
+    expires_at = excluded.expires_at,
+    acquired_at = CASE WHEN l.worker_id = excluded.worker_id THEN l.acquired_at ELSE now() END
+WHERE l.worker_id = excluded.worker_id OR l.expires_at < now()
+RETURNING acquired_at;
+
+-- name: lease_release
+-- Give a lease up at once, so the next worker need not wait for it to expire.
+DELETE FROM pgq.leases WHERE name = %(name)s AND worker_id = %(worker_id)s;
+
+-- name: job_rescue_stale
+-- Jobs whose worker stopped heartbeating: the attempt counts, so they go to
+-- 'retrying' (due now), 'failed' when it was the last, or 'cancelled' when a cancel
+-- was requested. Each gets an error entry naming the silent worker; queues are woken.
+WITH stale AS (
+    SELECT id, worker_id AS lost_worker, heartbeat_at AS last_beat
+    FROM pgq.jobs
+    WHERE state = 'running' AND heartbeat_at < now() - %(lease)s::interval
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), rescued AS (
+    UPDATE pgq.jobs AS j
+    SET state = CASE
+            WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+            WHEN j.attempt >= j.max_attempts THEN 'failed'
+            ELSE 'retrying' END,
+        run_at = CASE
+            WHEN j.cancel_requested_at IS NULL AND j.attempt < j.max_attempts THEN now() ELSE j.run_at END,
+        finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts THEN now() END,
+        heartbeat_at = NULL,
+        worker_id = NULL,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt,
+            'at', now(),
+            'type', 'WorkerLost',
+            'message', format('rescued: worker %%s sent no heartbeat since %%s', stale.lost_worker, stale.last_beat),
+            'traceback', NULL))
+    FROM stale
+    WHERE j.id = stale.id
+    RETURNING j.id, j.queue, j.state, stale.lost_worker
+)
+SELECT id, state, lost_worker, pg_notify('pgq_jobs', queue) IS NULL AS notified FROM rescued ORDER BY id;
 
 -- name: job_cancel
 -- Cancel a job that has not started (or is waiting for a retry). Running and final
--- jobs are left alone; the caller reads the row to say why.
+-- jobs are left alone here: job_request_cancel handles running ones.
 UPDATE pgq.jobs
 SET state = 'cancelled', finished_at = now()
 WHERE id = %(id)s AND state IN ('scheduled', 'queued', 'retrying')
 RETURNING *;
+
+-- name: job_request_cancel
+-- Ask the worker running a job to stop it: mark the row (heartbeats see it even when
+-- NOTIFY is lost) and notify the pgq_cancel channel with the job id.
+WITH requested AS (
+    UPDATE pgq.jobs
+    SET cancel_requested_at = coalesce(cancel_requested_at, now())
+    WHERE id = %(id)s AND state = 'running'
+    RETURNING *
+)
+SELECT requested.*, pg_notify('pgq_cancel', requested.id::text) IS NULL AS notified FROM requested;
 
 -- name: job_retry
 -- Put a failed or cancelled job back in the queue now, with at least one attempt left.
@@ -152,6 +249,10 @@ SET state = 'queued', run_at = now(), finished_at = NULL,
     max_attempts = greatest(max_attempts, attempt + 1)
 WHERE id = %(id)s AND state IN ('failed', 'cancelled')
 RETURNING *;
+
+-- name: listener_ping
+-- The listener notifies itself to prove its connection still delivers notifications.
+SELECT pg_notify('pgq_ping', pg_backend_pid()::text);
 
 -- name: job_notify_queue
 -- Wake the workers of one queue (after a job was put back by retry).
@@ -166,8 +267,11 @@ SELECT queue, state, jobs, oldest_queued_age FROM pgq.queue_stats ORDER BY queue
 SELECT version_num FROM pgq.alembic_version;
 
 -- name: worker_listen
--- Subscribe to job notifications; the payload of each is a queue name.
+-- Subscribe to new work (payload: a queue name), cancel requests (payload: a job id)
+-- and listener pings (payload: the pinging backend's pid).
 LISTEN pgq_jobs;
+LISTEN pgq_cancel;
+LISTEN pgq_ping;
 
 -- name: migration_lock
 -- Serialises `pgq migrate` across processes: the second waits, then finds nothing to do.

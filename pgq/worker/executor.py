@@ -20,7 +20,7 @@ from typing import Any
 from pgq import _json
 from pgq.app import App
 from pgq.context import JobContext, reset_current, set_current
-from pgq.errors import JobTimeoutError, PermanentError, Retry, UnknownTaskError
+from pgq.errors import JobCancelledError, JobTimeoutError, PermanentError, Retry, UnknownTaskError
 from pgq.job import Job
 from pgq.retry import retry_delay
 from pgq.task import Task
@@ -33,6 +33,8 @@ class Outcome:
     error: dict[str, Any] | None = None
     retry_in: float | None = None
     """Seconds until the next attempt; None with an error means the job has failed."""
+    cancelled: bool = False
+    """The task stopped at a cancel request (the error says how)."""
 
 
 _MAX_MESSAGE = 2_000
@@ -119,8 +121,9 @@ def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) 
 _sync_threads = SyncThreads()
 
 
-async def execute(app: App, job: Job, worker_id: str) -> Outcome:
-    """Run ``job``'s task with its arguments, timeout and retry policy."""
+async def execute(app: App, ctx: JobContext) -> Outcome:
+    """Run the job's task with its arguments, timeout, retry policy and cancel requests."""
+    job = ctx.job
     try:
         task = app.get_task(job.task)
     except UnknownTaskError as exc:
@@ -131,14 +134,16 @@ async def execute(app: App, job: Job, worker_id: str) -> Outcome:
         return _failed(
             job, task, exc, permanent=True, message=f"arguments {sorted(job.args)} do not fit task {task.name!r}: {exc}"
         )
+    if ctx.cancel_requested:
+        return _cancelled(JobCancelledError(f"job {job.id} was cancelled before it started"))
 
-    token = set_current(JobContext(job=job, worker_id=worker_id))
+    token = set_current(ctx)
     timeout = task.options.timeout
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
             if task.is_async:
-                value = await task.fn(**job.args)
+                value = await _run_async(task, ctx)
             else:
                 call = contextvars.copy_context().run
                 value = await _sync_threads.submit(lambda: call(task.fn, **job.args))
@@ -149,6 +154,8 @@ async def execute(app: App, job: Job, worker_id: str) -> Outcome:
         if not task.is_async:
             timed_out.add_note("a sync task's thread cannot be killed: it may still be running")
         return _failed(job, task, timed_out, permanent=False)
+    except JobCancelledError as exc:
+        return _cancelled(exc)
     except PermanentError as exc:
         return _failed(job, task, exc, permanent=True)
     except Exception as exc:  # noqa: BLE001 - any task error is recorded on the job
@@ -162,3 +169,25 @@ async def execute(app: App, job: Job, worker_id: str) -> Outcome:
             job, task, exc, permanent=True, message=f"task {task.name!r} returned a result that is not JSON: {exc}"
         )
     return Outcome(succeeded=True, result=result)
+
+
+async def _run_async(task: Task, ctx: JobContext) -> Any:
+    """Await the task in a child asyncio task, so a cancel request can cancel just it.
+
+    Cancelling the worker's own task (timeout, shutdown) still reaches the child: a task
+    awaiting another cancels it. A CancelledError that was not aimed at us means the
+    cancel request got through, and becomes JobCancelledError.
+    """
+    child = asyncio.ensure_future(task.fn(**ctx.job.args))
+    ctx.on_cancel(child.cancel)
+    try:
+        return await child
+    except asyncio.CancelledError:
+        this = asyncio.current_task()
+        if (this is not None and this.cancelling()) or not ctx.cancel_requested:
+            raise
+        raise JobCancelledError(f"job {ctx.job.id} was cancelled while running") from None
+
+
+def _cancelled(exc: JobCancelledError) -> Outcome:
+    return Outcome(succeeded=False, cancelled=True, error=_error(exc))

@@ -25,16 +25,26 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential, wait_random
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
 from pgq import _db, _json
 from pgq._queries import QUERIES
 from pgq.app import App
+from pgq.context import JobContext
 from pgq.errors import ConfigError
 from pgq.job import Job
 from pgq.settings import Settings
 from pgq.worker.executor import Outcome, execute
+from pgq.worker.leader import Leadership
 from pgq.worker.listener import Listener
+from pgq.worker.rescuer import Rescuer
 
 log = logging.getLogger("pgq.worker")
 
@@ -49,7 +59,34 @@ def _new_worker_id() -> str:
 @dataclasses.dataclass(slots=True)
 class _Running:
     job: Job
+    ctx: JobContext
     task: asyncio.Task[None]
+    executed: bool = False
+    """The task has returned; only the outcome write is left."""
+
+
+def _exception(state: RetryCallState) -> BaseException:
+    error = state.outcome.exception() if state.outcome else None
+    return error or RuntimeError("unknown error")
+
+
+class _Outage:
+    """Says once that the database is unreachable and once that it is back."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.since: float | None = None
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            reason = _db.unavailable(self.dsn, exc)
+            log.warning("database unreachable while %s (%s); retrying with backoff", what, reason)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            log.warning("database reachable again after %.1f s", time.monotonic() - self.since)
+            self.since = None
 
 
 class Worker:
@@ -65,18 +102,27 @@ class Worker:
         listen: bool | None = None,
         shutdown_timeout: float | None = None,
         heartbeat_interval: float | None = None,
+        rescue_after: float | None = None,
+        maintenance_interval: float | None = None,
+        pool_size: int | None = None,
     ) -> None:
         if not app.tasks:
             raise ConfigError("the app has no tasks registered: a worker for it could only fail jobs")
         base = app.settings
+        given: dict[str, Any] = {
+            "concurrency": concurrency,
+            "poll_interval": poll_interval,
+            "listen": listen,
+            "shutdown_timeout": shutdown_timeout,
+            "heartbeat_interval": heartbeat_interval,
+            "rescue_after": rescue_after,
+            "maintenance_interval": maintenance_interval,
+            "pool_size": pool_size,
+        }
         settings = dataclasses.replace(
             base,
             queues=tuple(queues) if queues else (base.queues or app.task_queues()),
-            concurrency=concurrency if concurrency is not None else base.concurrency,
-            poll_interval=poll_interval if poll_interval is not None else base.poll_interval,
-            listen=listen if listen is not None else base.listen,
-            shutdown_timeout=shutdown_timeout if shutdown_timeout is not None else base.shutdown_timeout,
-            heartbeat_interval=heartbeat_interval if heartbeat_interval is not None else base.heartbeat_interval,
+            **{name: value for name, value in given.items() if value is not None},
         )  # replace() runs Settings validation on the merged values
         self.app = app
         self.settings: Settings = settings
@@ -88,6 +134,9 @@ class Worker:
         self._hurry = asyncio.Event()
         self._more_work = True
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._outage = _Outage(app.dsn)
+        self._claim_backoff = 0.0
+        self.leadership: Leadership | None = None
         self.jobs_done = 0
 
     # -- control ------------------------------------------------------------------
@@ -96,6 +145,13 @@ class Worker:
         """Something may be claimable: a NOTIFY arrived or a slot freed up."""
         self._more_work = True
         self._wake.set()
+
+    def cancel(self, job_id: int) -> None:
+        """A cancel request for ``job_id`` arrived; stop it if it runs here."""
+        running = self._running.get(job_id)
+        if running is not None and not running.ctx.cancel_requested:
+            log.info("job %d %s: cancel requested, stopping it", job_id, running.job.task)
+            running.ctx.request_cancel()
 
     def stop(self) -> None:
         """Stop claiming; running jobs get shutdown_timeout seconds to finish.
@@ -125,19 +181,25 @@ class Worker:
             await _db.check_schema_async(conn)
         finally:
             await conn.close()
-        self._pool = AsyncConnectionPool(
+        self._pool = pool = AsyncConnectionPool(
             dsn,
             min_size=1,
-            max_size=max(2, min(self.settings.concurrency + 1, 10)),
+            max_size=self.settings.pool_size or min(self.settings.concurrency + 2, 10),
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "application_name": "pgq-worker"},
             name="pgq-worker",
         )
-        await self._pool.open(wait=True, timeout=30)
+        await pool.open(wait=True, timeout=30)
+        await self._heartbeat()  # registered in pgq.workers before the first claim
         self._signal_handlers(install=True)
-        background: list[asyncio.Task[None]] = [asyncio.create_task(self._heartbeat_loop())]
+        rescuer = Rescuer(pool, self.settings.rescue_after)
+        self.leadership = Leadership(pool, self.id, self.settings.maintenance_interval, [rescuer.run_once])
+        background: list[asyncio.Task[None]] = [
+            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(self.leadership.run()),
+        ]
         if self.settings.listen:
-            listener = Listener(dsn, self.queues, self.wake, self.settings.poll_interval)
+            listener = Listener(dsn, self.queues, self.wake, self.cancel, self.settings.poll_interval)
             background.append(asyncio.create_task(listener.run()))
             mode = "LISTEN/NOTIFY"
         else:
@@ -169,8 +231,12 @@ class Worker:
         try:
             jobs, next_due_in = await self._claim(free)
         except psycopg.OperationalError as exc:
-            log.warning("claiming failed (%s); retrying in %s s", _db.unavailable(self.app.dsn, exc), poll)
-            return poll
+            self._outage.failed("claiming jobs", exc)
+            # Back off from 50 ms up to the poll interval while the outage lasts.
+            self._claim_backoff = min(poll, max(0.05, self._claim_backoff * 2))
+            return self._claim_backoff
+        self._outage.ok()
+        self._claim_backoff = 0.0
         for job in jobs:
             self._start(job)
         # A full batch means more may be waiting: look again as soon as a slot frees.
@@ -196,12 +262,16 @@ class Worker:
 
     def _start(self, job: Job) -> None:
         log.info("job %d %s started (attempt %d/%d)", job.id, job.task, job.attempt, job.max_attempts)
-        task = asyncio.create_task(self._process(job), name=f"pgq-job-{job.id}")
-        self._running[job.id] = _Running(job, task)
+        ctx = JobContext(job, self.id)
+        task = asyncio.create_task(self._process(ctx), name=f"pgq-job-{job.id}")
+        self._running[job.id] = _Running(job, ctx, task)
 
-    async def _process(self, job: Job) -> None:
+    async def _process(self, ctx: JobContext) -> None:
+        job = ctx.job
         try:
-            outcome = await execute(self.app, job, self.id)
+            outcome = await execute(self.app, ctx)
+            if (running := self._running.get(job.id)) is not None:
+                running.executed = True
             await self._record(job, outcome)
             if outcome.retry_in is not None:
                 self._wake.set()  # recompute the next due time, which may now be this retry
@@ -220,6 +290,9 @@ class Worker:
         if outcome.succeeded:
             query = QUERIES["job_set_succeeded"]
             params: dict[str, Any] = {"result": Jsonb(outcome.result, dumps=_json.dumps)}
+        elif outcome.cancelled:
+            query = QUERIES["job_set_cancelled"]
+            params = {"error": Jsonb(outcome.error, dumps=_json.dumps)}
         else:
             query = QUERIES["job_set_failed"]
             params = {
@@ -233,15 +306,17 @@ class Worker:
             retry=retry_if_exception_type(psycopg.OperationalError),
             wait=wait_exponential(multiplier=0.1, max=5) + wait_random(0, 0.1),
             stop=stop_after_delay(_WRITE_RETRY_SECONDS),
+            before_sleep=lambda state: self._outage.failed(f"recording job {job.id}", _exception(state)),
             reraise=True,
         ):
             with attempt:
                 async with pool.connection() as conn:
                     row = await (await conn.execute(query, params)).fetchone()
+        self._outage.ok()
         if row is None:
             log.warning(
-                "job %d attempt %d: outcome not recorded, the job is no longer running on this worker "
-                "(cancelled, rescued or handed back meanwhile)",
+                "job %d attempt %d: late outcome rejected, the job is no longer running on this worker "
+                "(rescued, cancelled or handed back meanwhile)",
                 job.id,
                 job.attempt,
             )
@@ -254,6 +329,9 @@ class Worker:
         if outcome.succeeded:
             log.info("%s succeeded", where)
             return
+        if outcome.cancelled:
+            log.info("%s cancelled while running", where)
+            return
         assert outcome.error is not None
         error = f"{outcome.error['type']}: {outcome.error['message']}"
         if outcome.retry_in is not None:
@@ -264,13 +342,40 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
-            if not self._running or self._pool is None:
-                continue
             try:
-                async with self._pool.connection() as conn:
-                    await conn.execute(QUERIES["job_heartbeat"], {"ids": list(self._running), "worker_id": self.id})
+                await self._heartbeat()
             except psycopg.OperationalError as exc:
-                log.warning("heartbeat failed (%s); will try again", _db.unavailable(self.app.dsn, exc))
+                self._outage.failed("sending the heartbeat", exc)
+
+    async def _heartbeat(self) -> None:
+        """Refresh this worker's row and its jobs; stop jobs cancelled or taken from it."""
+        assert self._pool is not None
+        ids = list(self._running)
+        params = {
+            "worker_id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self.queues,
+            "concurrency": self.settings.concurrency,
+            "ids": ids,
+        }
+        async with self._pool.connection() as conn:
+            rows = await (await conn.execute(QUERIES["worker_heartbeat"], params)).fetchall()
+        self._outage.ok()
+        owned = {job_id: cancel for job_id, cancel in rows}
+        for job_id in ids:
+            if owned.get(job_id):
+                self.cancel(job_id)
+                continue
+            running = self._running.get(job_id)
+            if job_id not in owned and running and not running.executed and not running.ctx.cancel_requested:
+                log.warning(
+                    "job %d attempt %d is no longer owned by this worker (rescued after missed heartbeats); "
+                    "stopping it, its outcome would be rejected",
+                    job_id,
+                    running.job.attempt,
+                )
+                running.ctx.request_cancel()
 
     # -- shutdown -----------------------------------------------------------------
 
@@ -305,6 +410,11 @@ class Worker:
         await asyncio.gather(*background, return_exceptions=True)
         self._signal_handlers(install=False)
         if self._pool is not None:
+            try:
+                async with self._pool.connection(timeout=5) as conn:
+                    await conn.execute(QUERIES["worker_deregister"], {"worker_id": self.id})
+            except (psycopg.OperationalError, TimeoutError) as exc:
+                log.warning("could not remove this worker's row (%s); the leader will", type(exc).__name__)
             await self._pool.close()
         log.info("worker %s stopped after %d job(s)", self.id, self.jobs_done)
 

@@ -46,3 +46,37 @@ def sync_sleepy(seconds: float) -> float:
     record_run()
     time.sleep(seconds)
     return seconds
+
+
+@app.task
+def suicide() -> None:
+    """A poison job: kills the worker process that runs it, every time."""
+    record_run()
+    os._exit(17)
+
+
+@app.task
+async def until_cancelled(limit: float = 60) -> str:
+    record_run()
+    await asyncio.sleep(limit)
+    return "not cancelled"
+
+
+@app.task
+def sync_until_cancelled(limit: float = 60) -> str:
+    """Sync tasks cannot be interrupted: this one checks its cancel flag in its loop."""
+    record_run()
+    ctx = pgq.current_job()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ctx.raise_if_cancelled()
+        time.sleep(0.02)
+    return "not cancelled"
+
+
+@app.task
+async def attempt_marker(seconds: float = 0) -> int:
+    """Returns its attempt number, so a test can tell which attempt's result stuck."""
+    record_run()
+    await asyncio.sleep(seconds)
+    return pgq.current_job().attempt

@@ -1,0 +1,58 @@
+"""The rescuer: jobs whose worker went silent get another attempt, or fail.
+
+A worker that is SIGKILLed, loses its host or hangs stops heartbeating, and its
+`running` jobs would wait forever. The leader runs ``run_once()`` every maintenance
+interval: such a job goes to `retrying` (due at once; the lost attempt counts, so a
+job that kills every worker it touches still ends `failed`), to `failed` when it was
+the last attempt, or to `cancelled` when a cancel was waiting. A rescued attempt
+that turns out to be alive can no longer record anything: completion writes are
+guarded by (id, attempt, worker, state running).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from pgq._queries import QUERIES
+
+log = logging.getLogger("pgq.rescuer")
+
+_BATCH = 500
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RescueReport:
+    jobs: list[tuple[int, str]]
+    """(job id, the state it was moved to), in id order."""
+    dead_workers: list[str]
+
+
+class Rescuer:
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], rescue_after: float) -> None:
+        self.pool = pool
+        self.lease = dt.timedelta(seconds=rescue_after)
+
+    async def run_once(self) -> RescueReport:
+        """Rescue every stale job (in batches of 500) and remove dead workers' rows."""
+        rescued: list[tuple[int, str]] = []
+        async with self.pool.connection() as conn:
+            while True:
+                rows = await (
+                    await conn.execute(QUERIES["job_rescue_stale"], {"lease": self.lease, "limit": _BATCH})
+                ).fetchall()
+                for job_id, state, lost_worker, _ in rows:
+                    log.warning("job %d rescued from silent worker %s: now %s", job_id, lost_worker, state)
+                rescued.extend((job_id, state) for job_id, state, _, _ in rows)
+                if len(rows) < _BATCH:
+                    break
+            pruned = await conn.execute(QUERIES["worker_prune_dead"], {"lease": self.lease})
+            dead = [row[0] for row in await pruned.fetchall()]
+        if dead:
+            log.warning("removed %d dead worker(s): %s", len(dead), ", ".join(dead))
+        return RescueReport(jobs=rescued, dead_workers=dead)
