@@ -28,9 +28,9 @@ def _load(text: str) -> dict[str, LiteralString]:
     return queries
 
 
-def schema_sql() -> str:
-    """The whole current DDL (pgq/schema/schema.sql)."""
-    return resources.files("pgq.schema").joinpath("schema.sql").read_text(encoding="utf-8")
+def schema_sql(name: str = "schema.sql") -> str:
+    """A whole SQL file of pgq/schema: the current DDL, or roles.sql."""
+    return resources.files("pgq.schema").joinpath(name).read_text(encoding="utf-8")
 
 
 QUERIES: dict[str, LiteralString] = _load(

@@ -52,6 +52,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_roles(args: argparse.Namespace) -> int:
+    from pgq.migrate import create_roles
+
+    roles = create_roles(App().dsn)
+    print(f"roles {', '.join(roles)} are ready: GRANT them to your login roles (see README)")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from pgq.worker import Worker
 
@@ -224,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="create or upgrade the pgq schema (safe to run twice, or concurrently)")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("roles", help="create least-privilege roles pgq_producer, pgq_worker, pgq_reader")
+    p.set_defaults(func=cmd_roles)
 
     p = sub.add_parser("worker", help="run a worker for an app's tasks")
     p.add_argument("--app", required=True, help="MODULE:ATTR of your pgq.App, e.g. myproject.tasks:app")

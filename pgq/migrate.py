@@ -34,3 +34,14 @@ def migrate(dsn: str) -> str:
         _db.check_schema(conn)
     log.info("database is at pgq schema revision %s", _db.SCHEMA_HEAD)
     return _db.SCHEMA_HEAD
+
+
+def create_roles(dsn: str) -> list[str]:
+    """Create (or update) the pgq_producer, pgq_worker and pgq_reader roles' grants."""
+    from pgq._queries import schema_sql
+
+    with _db.connect(dsn, autocommit=False) as conn:
+        _db.check_schema(conn)
+        conn.execute(schema_sql("roles.sql").encode())
+        conn.commit()
+    return ["pgq_producer", "pgq_worker", "pgq_reader"]

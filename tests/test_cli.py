@@ -124,7 +124,7 @@ def test_bad_dsn_is_reported_without_the_password() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("migrate", "worker", "enqueue", "jobs", "queues", "cancel", "retry", "demo"):
+    for command in ("migrate", "roles", "worker", "enqueue", "jobs", "queues", "cancel", "retry", "demo"):
         result = pgq_cli(command, "--help", dsn=None)
         assert result.returncode == 0 and "usage: pgq" in result.stdout
 

@@ -1,0 +1,32 @@
+-- Least-privilege roles for pgq, applied by `pgq roles` (run it as the owner of the
+-- pgq schema, after `pgq migrate`; safe to run again after each migration).
+-- They are NOLOGIN group roles: grant them to your login roles, for example
+--   GRANT pgq_worker TO billing_worker;
+--
+--   pgq_producer  enqueue jobs and read them (the application's web processes)
+--   pgq_worker    claim, run, record and maintain jobs; no DDL
+--   pgq_reader    read everything pgq stores (dashboards, the HTTP API's reads)
+
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['pgq_producer', 'pgq_worker', 'pgq_reader'] LOOP
+        BEGIN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', name);
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- roles are shared by the whole server: another database made it
+        END;
+    END LOOP;
+END
+$$;
+
+GRANT USAGE ON SCHEMA pgq TO pgq_producer, pgq_worker, pgq_reader;
+
+GRANT SELECT ON pgq.jobs, pgq.workers, pgq.leases, pgq.queue_stats, pgq.alembic_version TO pgq_reader;
+
+GRANT SELECT, INSERT ON pgq.jobs TO pgq_producer;
+GRANT SELECT ON pgq.queue_stats, pgq.alembic_version TO pgq_producer;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgq.jobs, pgq.workers, pgq.leases TO pgq_worker;
+GRANT SELECT ON pgq.queue_stats, pgq.alembic_version TO pgq_worker;
