@@ -1,11 +1,12 @@
 """pgq: a job queue for Python that needs nothing but PostgreSQL."""
 
-from pgq._ops import JobSpec
+from pgq._ops import JobSpec, QueueLimits
 from pgq.app import App
 from pgq.context import JobContext, current_job
 from pgq.errors import (
     ConfigError,
     DatabaseUnavailableError,
+    JobCancelledError,
     JobNotFoundError,
     JobStateError,
     JobTimeoutError,
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "DatabaseUnavailableError",
     "Job",
+    "JobCancelledError",
     "JobContext",
     "JobNotFoundError",
     "JobSpec",
@@ -33,6 +35,7 @@ __all__ = [
     "JobTimeoutError",
     "PermanentError",
     "PgqError",
+    "QueueLimits",
     "Retry",
     "SchemaNotMigratedError",
     "Settings",

@@ -44,7 +44,7 @@ class JobSpec:
     idempotency_key: str | None = None
 
 
-def _seconds(delay: float | dt.timedelta) -> dt.timedelta:
+def seconds(delay: float | dt.timedelta) -> dt.timedelta:
     if isinstance(delay, dt.timedelta):
         td = delay
     elif isinstance(delay, int | float) and not isinstance(delay, bool):
@@ -99,7 +99,7 @@ def insert_params(
         "args": args,
         "priority": priority,
         "run_at": spec.run_at,
-        "delay": _seconds(spec.delay) if spec.delay is not None else None,
+        "delay": seconds(spec.delay) if spec.delay is not None else None,
         "max_attempts": max_attempts,
         "idempotency_key": key,
     }
@@ -222,6 +222,47 @@ def list_jobs(
         },
     )
     return [Job(**r) for r in rows]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """A row of pgq.queues: limits that hold across every worker of the queue."""
+
+    queue: str
+    max_running: int | None = None
+    """At most this many jobs of the queue run at once, on all workers together."""
+    rate_limit: int | None = None
+    """At most this many job starts within any ``rate_period``."""
+    rate_period: dt.timedelta | None = None
+
+
+def set_queue_limits(limits: QueueLimits) -> Op[QueueLimits]:
+    check_queue_name(limits.queue)
+    if limits.max_running is not None:
+        _whole("max_running", limits.max_running, 1, 1_000_000)
+    if (limits.rate_limit is None) != (limits.rate_period is None):
+        raise ValueError("rate_limit and rate_period go together: give both, or neither to remove the rate limit")
+    period = None
+    if limits.rate_limit is not None and limits.rate_period is not None:
+        _whole("rate_limit", limits.rate_limit, 1, 10_000)
+        period = seconds(limits.rate_period)
+        if not period:
+            raise ValueError("rate_period must be longer than zero")
+    rows = yield (
+        QUERIES["queue_limits_set"],
+        {
+            "queue": limits.queue,
+            "max_running": limits.max_running,
+            "rate_limit": limits.rate_limit,
+            "rate_period": period,
+        },
+    )
+    return QueueLimits(**rows[0])
+
+
+def list_queue_limits() -> Op[list[QueueLimits]]:
+    rows = yield QUERIES["queue_limits_list"], {}
+    return [QueueLimits(**r) for r in rows]
 
 
 def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:

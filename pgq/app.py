@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgq import _db, _ops
 from pgq._json import JsonDefault
-from pgq._ops import JobSpec
+from pgq._ops import JobSpec, QueueLimits
 from pgq.embedded import embedded_dsn
 from pgq.errors import UnknownTaskError
 from pgq.job import Job
@@ -298,6 +298,40 @@ class App:
 
     def retry_sync(self, job_id: int) -> Job:
         return self._run_sync(_ops.retry(job_id))
+
+    async def set_queue_limits(
+        self,
+        queue: str,
+        *,
+        max_running: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: float | dt.timedelta | None = None,
+    ) -> QueueLimits:
+        """Limit a queue across all workers, from the next claim on; None removes a limit.
+
+        ``max_running``: jobs running at once. ``rate_limit`` per ``rate_period`` (seconds
+        or timedelta): job starts in any window of that length.
+        """
+        period = None if rate_period is None else _ops.seconds(rate_period)
+        return await self._run(_ops.set_queue_limits(QueueLimits(queue, max_running, rate_limit, period)))
+
+    def set_queue_limits_sync(
+        self,
+        queue: str,
+        *,
+        max_running: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: float | dt.timedelta | None = None,
+    ) -> QueueLimits:
+        period = None if rate_period is None else _ops.seconds(rate_period)
+        return self._run_sync(_ops.set_queue_limits(QueueLimits(queue, max_running, rate_limit, period)))
+
+    async def queue_limits(self) -> list[QueueLimits]:
+        """Every queue with limits (the rows of pgq.queues)."""
+        return await self._run(_ops.list_queue_limits())
+
+    def queue_limits_sync(self) -> list[QueueLimits]:
+        return self._run_sync(_ops.list_queue_limits())
 
     async def list_jobs(
         self,

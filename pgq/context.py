@@ -8,11 +8,16 @@ cancel it, without extra parameters.
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pgq.errors import JobCancelledError
 from pgq.job import Job
+
+if TYPE_CHECKING:
+    from pgq.worker.progress import ProgressWriter as ProgressSink
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgq_current_job")
 
@@ -20,11 +25,12 @@ _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgq_curre
 class JobContext:
     """What a task may know about its own run. Created by the worker per attempt."""
 
-    __slots__ = ("_cancel", "_on_cancel", "job", "worker_id")
+    __slots__ = ("_cancel", "_on_cancel", "_progress", "job", "worker_id")
 
-    def __init__(self, job: Job, worker_id: str) -> None:
+    def __init__(self, job: Job, worker_id: str, progress: ProgressSink | None = None) -> None:
         self.job = job
         self.worker_id = worker_id
+        self._progress = progress
         # A threading.Event, not an asyncio one: sync tasks poll it from their thread.
         self._cancel = threading.Event()
         self._on_cancel: Callable[[], object] | None = None
@@ -47,6 +53,22 @@ class JobContext:
         if self._cancel.is_set():
             raise JobCancelledError(f"job {self.job.id} was cancelled while running")
 
+    async def progress(self, percent: float, message: str | None = None) -> None:
+        """Report how far the task is (0–100) and what it is doing; stored on the job row.
+
+        Cheap to call often: the row is written at most about twice a second, and the
+        latest report always lands.
+        """
+        percent, message = check_progress(percent, message)
+        if self._progress is not None:
+            await self._progress.report(percent, message)
+
+    def progress_sync(self, percent: float, message: str | None = None) -> None:
+        """``progress()`` for sync tasks (from their thread); does not wait for the write."""
+        percent, message = check_progress(percent, message)
+        if self._progress is not None:
+            self._progress.report_threadsafe(percent, message)
+
     def request_cancel(self) -> None:
         """Worker side: flag the request and interrupt an async task at its next await."""
         self._cancel.set()
@@ -58,6 +80,21 @@ class JobContext:
         self._on_cancel = callback
         if self._cancel.is_set():
             callback()
+
+
+_MAX_MESSAGE = 1000
+
+
+def check_progress(percent: float, message: str | None) -> tuple[float, str | None]:
+    if isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent):
+        raise TypeError(f"progress percent must be a number, got {percent!r}")
+    if not 0 <= percent <= 100:
+        raise ValueError(f"progress percent must be between 0 and 100, got {percent}")
+    if message is not None and not isinstance(message, str):
+        raise TypeError(f"progress message must be a string, got {type(message).__name__}")
+    if message is not None and len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + " [cut]"
+    return float(percent), message
 
 
 def current_job() -> JobContext:

@@ -46,6 +46,14 @@ class Settings:
     """PGQ_MAINTENANCE_INTERVAL: how often the leader runs maintenance; its lease lasts 3 times this."""
     pool_size: int | None = None
     """PGQ_POOL_SIZE: a worker's database connections. Unset: concurrency + 2, at most 10."""
+    retention_succeeded: float | None = 86_400.0
+    """PGQ_RETENTION_SUCCEEDED: succeeded jobs are deleted this long after finishing (1d)."""
+    retention_cancelled: float | None = 7 * 86_400.0
+    """PGQ_RETENTION_CANCELLED: the same for cancelled jobs (7d)."""
+    retention_failed: float | None = 14 * 86_400.0
+    """PGQ_RETENTION_FAILED: the same for failed jobs (14d)."""
+    result_ttl: float | None = None
+    """PGQ_RESULT_TTL: results of succeeded jobs are cleared this long after finishing. Unset: kept."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.concurrency > 10_000:
@@ -59,6 +67,10 @@ class Settings:
                 f"PGQ_RESCUE_AFTER ({self.rescue_after} s) must be at least twice PGQ_HEARTBEAT_INTERVAL "
                 f"({self.heartbeat_interval} s), or healthy jobs would be rescued"
             )
+        for name in _DURATIONS:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"PGQ_{name.upper()} must be a positive duration or 'forever', got {value}")
         if self.pool_size is not None and not 2 <= self.pool_size <= 1000:
             raise ConfigError(f"PGQ_POOL_SIZE must be between 2 and 1000, got {self.pool_size}")
         for queue in self.queues:
@@ -85,12 +97,36 @@ class Settings:
             var = f"PGQ_{name.upper()}"
             if (raw := env.get(var)) is not None:
                 fields[name] = _parse(raw, float, var, "a number of seconds")
+        for name in _DURATIONS:
+            var = f"PGQ_{name.upper()}"
+            if (raw := env.get(var)) is not None:
+                fields[name] = parse_duration(raw, var)
         if (raw := env.get("PGQ_LISTEN")) is not None:
             fields["listen"] = _parse_bool(raw, "PGQ_LISTEN")
         return cls(**fields)  # type: ignore[arg-type]
 
 
 _SECONDS = ("poll_interval", "shutdown_timeout", "heartbeat_interval", "rescue_after", "maintenance_interval")
+
+
+_DURATIONS = ("retention_succeeded", "retention_cancelled", "retention_failed", "result_ttl")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(raw: str, var: str) -> float | None:
+    """Seconds, or a number with a unit (90s, 15m, 12h, 7d); 'forever' means never."""
+    text = raw.strip().lower()
+    if text == "forever":
+        return None
+    unit = _UNITS.get(text[-1:])
+    number = text[:-1] if unit else text
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise ConfigError(f"{var} must be a duration like 3600, 90s, 15m, 12h, 7d or 'forever', got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{var} must be a positive duration or 'forever', got {raw!r}")
+    return value
 
 
 def parse_queues(text: str) -> tuple[str, ...]:

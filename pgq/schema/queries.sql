@@ -75,30 +75,61 @@ FROM (SELECT DISTINCT queue FROM due) AS q;
 SELECT extract(epoch FROM min(run_at) - now())::float8 AS seconds FROM pgq.jobs
 WHERE state IN ('scheduled', 'retrying') AND queue = ANY(%(queues)s::text[]);
 
+-- name: queue_lock_limited
+-- Before a claim: lock the limit rows of these queues (only queues that have limits),
+-- so that claimers of a limited queue take turns and each one's claim statement (a new
+-- snapshot, after the lock) counts the jobs the previous one started.
+SELECT queue FROM pgq.queues
+WHERE queue = ANY(%(queues)s::text[]) AND (max_running IS NOT NULL OR rate_limit IS NOT NULL)
+ORDER BY queue
+FOR UPDATE;
+
 -- name: job_claim
 -- Claim up to %(limit)s ready jobs from these queues for one worker: best priority
 -- (lowest number) first, then oldest run_at, then id. The attempt is counted here, at
--- claim, so a job that kills its worker cannot loop forever.
-WITH candidates AS (
+-- claim, so a job that kills its worker cannot loop forever. A queue with limits in
+-- pgq.queues gets no more than its free running slots and its remaining start rate.
+WITH allowance AS (
+    SELECT q.name,
+        least(
+            %(limit)s,
+            CASE WHEN l.max_running IS NULL THEN %(limit)s ELSE l.max_running - (
+                SELECT count(*) FROM pgq.jobs AS r WHERE r.state = 'running' AND r.queue = q.name) END,
+            CASE WHEN l.rate_limit IS NULL THEN %(limit)s ELSE l.rate_limit - (
+                SELECT count(*) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > now() - l.rate_period) END
+        ) AS slots
+    FROM unnest(%(queues)s::text[]) AS q(name)
+    LEFT JOIN pgq.queues AS l ON l.queue = q.name
+), candidates AS (
     -- One ordered index scan per queue, skipping rows other workers are claiming.
     SELECT c.id, c.priority, c.run_at
-    FROM unnest(%(queues)s::text[]) AS q(name)
+    FROM allowance AS a
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM pgq.jobs
-        WHERE state = 'queued' AND queue = q.name
+        WHERE state = 'queued' AND queue = a.name
         ORDER BY priority, run_at, id
-        LIMIT %(limit)s
+        LIMIT greatest(a.slots, 0)
         FOR UPDATE SKIP LOCKED
     ) AS c
     ORDER BY c.priority, c.run_at, c.id
     LIMIT %(limit)s
+), claimed AS (
+    UPDATE pgq.jobs AS j
+    SET state = 'running', attempt = j.attempt + 1, started_at = now(), heartbeat_at = now(),
+        worker_id = %(worker_id)s, progress = NULL
+    FROM candidates
+    WHERE j.id = candidates.id
+    RETURNING j.*
+), rate_counted AS (
+    -- Rate-limited queues remember these starts (and forget those out of the window).
+    UPDATE pgq.queues AS l
+    SET recent_starts = coalesce(
+            (SELECT array_agg(s.at) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > now() - l.rate_period),
+            '{}') || array_fill(now(), ARRAY[n.started])
+    FROM (SELECT queue, count(*)::int AS started FROM claimed GROUP BY queue) AS n
+    WHERE l.queue = n.queue AND l.rate_limit IS NOT NULL
 )
-UPDATE pgq.jobs AS j
-SET state = 'running', attempt = j.attempt + 1, started_at = now(), heartbeat_at = now(),
-    worker_id = %(worker_id)s
-FROM candidates
-WHERE j.id = candidates.id
-RETURNING j.*;
+SELECT * FROM claimed;
 
 -- name: job_set_succeeded
 -- Record a result, only for the same attempt still running on this worker.
@@ -253,6 +284,48 @@ RETURNING *;
 -- name: listener_ping
 -- The listener notifies itself to prove its connection still delivers notifications.
 SELECT pg_notify('pgq_ping', pg_backend_pid()::text);
+
+-- name: job_set_progress
+-- A running task's latest progress; only the same attempt on the same worker writes it.
+UPDATE pgq.jobs
+SET progress = jsonb_build_object('percent', %(percent)s::float8, 'message', %(message)s::text, 'at', now())
+WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND worker_id = %(worker_id)s;
+
+-- name: job_prune_finished
+-- Delete up to %(limit)s jobs in one final state that finished before the cutoff:
+-- oldest first along jobs_finished_at_idx, skipping rows someone else has locked.
+WITH doomed AS (
+    SELECT id FROM pgq.jobs
+    WHERE finished_at < now() - %(older_than)s::interval AND state = %(state)s
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM pgq.jobs AS j USING doomed WHERE j.id = doomed.id;
+
+-- name: job_clear_old_results
+-- Drop the stored result of up to %(limit)s succeeded jobs older than the result TTL.
+WITH expired AS (
+    SELECT id FROM pgq.jobs
+    WHERE finished_at < now() - %(older_than)s::interval AND state = 'succeeded' AND result IS NOT NULL
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgq.jobs AS j SET result = NULL FROM expired WHERE j.id = expired.id;
+
+-- name: queue_limits_set
+-- Set (or clear, with NULLs) a queue's limits; takes effect at the next claim.
+INSERT INTO pgq.queues AS l (queue, max_running, rate_limit, rate_period)
+VALUES (%(queue)s, %(max_running)s, %(rate_limit)s, %(rate_period)s)
+ON CONFLICT (queue) DO UPDATE
+SET max_running = excluded.max_running, rate_limit = excluded.rate_limit,
+    rate_period = excluded.rate_period, updated_at = now()
+RETURNING queue, max_running, rate_limit, rate_period;
+
+-- name: queue_limits_list
+-- Every queue that has limits configured.
+SELECT queue, max_running, rate_limit, rate_period FROM pgq.queues ORDER BY queue;
 
 -- name: job_notify_queue
 -- Wake the workers of one queue (after a job was put back by retry).

@@ -44,11 +44,14 @@ from pgq.settings import Settings
 from pgq.worker.executor import Outcome, execute
 from pgq.worker.leader import Leadership
 from pgq.worker.listener import Listener
+from pgq.worker.progress import ProgressWriter
+from pgq.worker.pruner import Pruner
 from pgq.worker.rescuer import Rescuer
 
 log = logging.getLogger("pgq.worker")
 
 _PROMOTE_BATCH = 1000
+_PROGRESS_INTERVAL = 0.5
 _WRITE_RETRY_SECONDS = 300.0
 
 
@@ -192,8 +195,8 @@ class Worker:
         await pool.open(wait=True, timeout=30)
         await self._heartbeat()  # registered in pgq.workers before the first claim
         self._signal_handlers(install=True)
-        rescuer = Rescuer(pool, self.settings.rescue_after)
-        self.leadership = Leadership(pool, self.id, self.settings.maintenance_interval, [rescuer.run_once])
+        duties = [Rescuer(pool, self.settings.rescue_after).run_once, Pruner(pool, self.settings).run_once]
+        self.leadership = Leadership(pool, self.id, self.settings.maintenance_interval, duties)
         background: list[asyncio.Task[None]] = [
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self.leadership.run()),
@@ -253,7 +256,9 @@ class Worker:
             claim = conn.cursor(row_factory=dict_row)
             due = conn.cursor()
             await promote.execute(QUERIES["job_promote_due"], {"limit": _PROMOTE_BATCH})
-            await claim.execute(QUERIES["job_claim"], {"queues": self.queues, "limit": limit, "worker_id": self.id})
+            async with conn.transaction():  # queue limits: lock first, then count and claim
+                await conn.execute(QUERIES["queue_lock_limited"], {"queues": self.queues})
+                await claim.execute(QUERIES["job_claim"], {"queues": self.queues, "limit": limit, "worker_id": self.id})
             await due.execute(QUERIES["job_next_due_in"], {"queues": self.queues})
             rows = await claim.fetchall()
             due_row = await due.fetchone()
@@ -262,14 +267,17 @@ class Worker:
 
     def _start(self, job: Job) -> None:
         log.info("job %d %s started (attempt %d/%d)", job.id, job.task, job.attempt, job.max_attempts)
-        ctx = JobContext(job, self.id)
-        task = asyncio.create_task(self._process(ctx), name=f"pgq-job-{job.id}")
+        assert self._pool is not None
+        progress = ProgressWriter(self._pool, job, self.id, _PROGRESS_INTERVAL)
+        ctx = JobContext(job, self.id, progress)
+        task = asyncio.create_task(self._process(ctx, progress), name=f"pgq-job-{job.id}")
         self._running[job.id] = _Running(job, ctx, task)
 
-    async def _process(self, ctx: JobContext) -> None:
+    async def _process(self, ctx: JobContext, progress: ProgressWriter) -> None:
         job = ctx.job
         try:
             outcome = await execute(self.app, ctx)
+            progress.close()
             if (running := self._running.get(job.id)) is not None:
                 running.executed = True
             await self._record(job, outcome)

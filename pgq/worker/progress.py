@@ -1,0 +1,71 @@
+"""Progress reports from running tasks, written to the job row at a bounded rate.
+
+A task may report in a tight loop; the row gets at most one write per
+``min_interval`` seconds, and the latest value always arrives (a report that comes
+too soon is held and written when the interval is over). Sync tasks report from their
+thread; the write happens on the worker's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from pgq._queries import QUERIES
+from pgq.job import Job
+
+log = logging.getLogger("pgq.worker")
+
+
+class ProgressWriter:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        job: Job,
+        worker_id: str,
+        min_interval: float,
+    ) -> None:
+        self.pool = pool
+        self.loop = asyncio.get_running_loop()
+        self.params: dict[str, Any] = {"id": job.id, "attempt": job.attempt, "worker_id": worker_id}
+        self.min_interval = min_interval
+        self._pending: tuple[float, str | None] | None = None
+        self._last_write = -math.inf
+        self._flush: asyncio.TimerHandle | None = None
+
+    async def report(self, percent: float, message: str | None) -> None:
+        """On the worker loop: write now, or hold it until the interval is over."""
+        self._pending = (percent, message)
+        wait = self._last_write + self.min_interval - time.monotonic()
+        if wait <= 0:
+            await self._write()
+        elif self._flush is None:
+            self._flush = self.loop.call_later(wait, lambda: asyncio.ensure_future(self._write()))
+
+    def report_threadsafe(self, percent: float, message: str | None) -> None:
+        """From a sync task's thread: hand the report to the loop, do not wait."""
+        asyncio.run_coroutine_threadsafe(self.report(percent, message), self.loop)
+
+    async def _write(self) -> None:
+        self._flush = None
+        if self._pending is None:
+            return
+        (percent, message), self._pending = self._pending, None
+        self._last_write = time.monotonic()
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(QUERIES["job_set_progress"], {**self.params, "percent": percent, "message": message})
+        except psycopg.OperationalError as exc:
+            log.warning("job %d: progress not written (%s)", self.params["id"], type(exc).__name__)
+
+    def close(self) -> None:
+        """The job ended: a held report is no longer worth writing."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None

@@ -1,0 +1,70 @@
+"""The pruner: finished jobs leave the table after their retention, in small batches.
+
+Run by the leader every maintenance interval. Deleting in batches of 1,000 (oldest
+first, skipping locked rows) keeps every transaction short, so pruning never blocks
+workers or holds back vacuum. Only final states are ever touched: the state is part
+of each DELETE's condition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from pgq._queries import QUERIES
+from pgq.settings import Settings
+
+log = logging.getLogger("pgq.pruner")
+
+_BATCH = 1000
+_MAX_BATCHES = 50
+"""Per state and run: at most 50,000 rows, so one run never takes long; the next continues."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PruneReport:
+    deleted: dict[str, int]
+    """Jobs deleted per final state."""
+    results_cleared: int
+
+
+class Pruner:
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], settings: Settings) -> None:
+        self.pool = pool
+        self.retention = {
+            "succeeded": settings.retention_succeeded,
+            "cancelled": settings.retention_cancelled,
+            "failed": settings.retention_failed,
+        }
+        self.result_ttl = settings.result_ttl
+
+    async def run_once(self) -> PruneReport:
+        deleted: dict[str, int] = {}
+        async with self.pool.connection() as conn:
+            for state, keep in self.retention.items():
+                if keep is not None:
+                    params = {"state": state, "older_than": dt.timedelta(seconds=keep), "limit": _BATCH}
+                    deleted[state] = await _batches(conn, QUERIES["job_prune_finished"], params)
+            cleared = 0
+            if self.result_ttl is not None:
+                params = {"older_than": dt.timedelta(seconds=self.result_ttl), "limit": _BATCH}
+                cleared = await _batches(conn, QUERIES["job_clear_old_results"], params)
+        if any(deleted.values()) or cleared:
+            log.info("pruned finished jobs %s; cleared %d old results", deleted, cleared)
+        return PruneReport(deleted=deleted, results_cleared=cleared)
+
+
+async def _batches(conn: psycopg.AsyncConnection[Any], query: LiteralString, params: dict[str, Any]) -> int:
+    """Run a batched statement until a batch comes back short; rows affected in all."""
+    total = 0
+    for _ in range(_MAX_BATCHES):
+        cursor = await conn.execute(query, params)
+        total += cursor.rowcount
+        if cursor.rowcount < _BATCH:
+            break
+    return total
