@@ -142,7 +142,7 @@ def _show_job(job: Job) -> None:
     for error in errors:
         when, kind, message = error.get("at"), error.get("type"), error.get("message")
         print(f"\n-- attempt {error.get('attempt')} failed at {when}: {kind}: {message}")
-        print(error.get("traceback", "").rstrip())
+        print((error.get("traceback") or "").rstrip())
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -169,9 +169,43 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             f"{j.attempt}/{j.max_attempts}",
             _age(j.created_at),
             _age(j.finished_at),
-            json.dumps(j.result)[:60] if j.state == JobState.SUCCEEDED else _last_error(j),
+            _summary(j),
         ]
         for j in jobs
+    ]
+    _print_table(rows)
+    return 0
+
+
+def _summary(job: Job) -> str:
+    """The list's last column: the result, the live progress, or the last error."""
+    if job.state == JobState.SUCCEEDED:
+        return json.dumps(job.result)[:60]
+    if job.state == JobState.RUNNING and job.progress:
+        return f"{job.progress['percent']:g}% {job.progress.get('message') or ''}"[:60].rstrip()
+    return _last_error(job)
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    with App() as app:
+        if args.queue is not None:
+            app.set_queue_limits_sync(
+                args.queue,
+                max_running=args.max_running,
+                rate_limit=args.rate,
+                rate_period=args.per if args.rate is not None else None,
+            )
+        limits = app.queue_limits_sync()
+    if not limits:
+        print("no queue limits")
+        return 0
+    rows = [["QUEUE", "MAX RUNNING", "RATE"]] + [
+        [
+            lim.queue,
+            "-" if lim.max_running is None else str(lim.max_running),
+            "-" if lim.rate_period is None else f"{lim.rate_limit} per {lim.rate_period.total_seconds():g}s",
+        ]
+        for lim in limits
     ]
     _print_table(rows)
     return 0
@@ -232,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="create or upgrade the pgq schema (safe to run twice, or concurrently)")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("limits", help="show per-queue limits, or set a queue's (omitted limits are removed)")
+    p.add_argument("queue", nargs="?", help="the queue to set limits for")
+    p.add_argument("--max-running", type=int, help="jobs of this queue running at once, on all workers together")
+    p.add_argument("--rate", type=int, help="at most this many job starts ...")
+    p.add_argument("--per", type=float, default=1.0, help="... per this many seconds (default 1)")
+    p.set_defaults(func=cmd_limits)
 
     p = sub.add_parser("roles", help="create least-privilege roles pgq_producer, pgq_worker, pgq_reader")
     p.set_defaults(func=cmd_roles)

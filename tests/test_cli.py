@@ -124,7 +124,7 @@ def test_bad_dsn_is_reported_without_the_password() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("migrate", "roles", "worker", "enqueue", "jobs", "queues", "cancel", "retry", "demo"):
+    for command in ("migrate", "roles", "limits", "worker", "enqueue", "jobs", "queues", "cancel", "retry", "demo"):
         result = pgq_cli(command, "--help", dsn=None)
         assert result.returncode == 0 and "usage: pgq" in result.stdout
 
@@ -146,3 +146,14 @@ def test_demo_runs_on_the_embedded_database_without_database_url(tmp_path: Path)
             from pgserver.postgres_server import get_server
 
             get_server(data_dir, cleanup_mode="delete").cleanup()
+
+
+def test_limits_command_sets_shows_and_clears_queue_limits(dsn: str) -> None:
+    assert pgq_cli("limits", dsn=dsn).stdout.strip() == "no queue limits"
+    shown = pgq_cli("limits", "emails", "--max-running", "2", "--rate", "10", "--per", "60", dsn=dsn)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split("\n")[1].split() == ["emails", "2", "10", "per", "60s"]
+    cleared = pgq_cli("limits", "emails", dsn=dsn)
+    assert cleared.stdout.split("\n")[1].split() == ["emails", "-", "-"]
+    bad = pgq_cli("limits", "emails", "--max-running", "0", dsn=dsn)
+    assert bad.returncode == 2 and "max_running must be an integer between 1" in bad.stderr
