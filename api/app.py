@@ -1,46 +1,71 @@
 """The Starlette app: a thin reader and writer of the same pgq tables, no cache.
 
-So far it serves the health check; the job endpoints build on the same App.
+``create_app()`` wires the route modules, auth, errors, metrics and the shared job
+listener. It can be served by ``pgq api`` or mounted in another Starlette/FastAPI app
+under a prefix; a mounted app opens its pool and listener on first use, since the
+host app does not run a mounted app's lifespan.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
-import psycopg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from pgq import _db
+from api import jobs, openapi, status, watch
+from api.auth import Auth
+from api.config import ApiSettings
+from api.errors import EXCEPTION_HANDLERS
+from api.events import JobEvents
+from api.metrics import Metrics
+
+log = logging.getLogger("pgq.api")
 
 
-def create_app(pgq_app: pgq.App | None = None) -> Starlette:
-    """Build the API around ``pgq_app`` (default: ``pgq.App()`` from the environment)."""
+def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None = None) -> Starlette:
+    """Build the API around ``pgq_app`` (default: ``pgq.App()`` from the environment).
+
+    ``settings`` defaults to ``ApiSettings.from_env()`` (tokens, body limit).
+    """
     queue = pgq_app or pgq.App()
+    config = settings or ApiSettings.from_env()
+    auth = Auth(config)
+    metrics = Metrics()
+    events = JobEvents(lambda: queue.dsn, on_change=metrics.on_change)
+    document = openapi.document()
 
-    async def health(request: Request) -> JSONResponse:
-        """200 when the database answers and its schema is the one this pgq needs."""
-        try:
-            conn = await _db.connect_async(queue.dsn)
-        except pgq.DatabaseUnavailableError as exc:
-            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        try:
-            await _db.check_schema_async(conn)
-        except pgq.SchemaNotMigratedError as exc:
-            return JSONResponse({"status": "unavailable", "schema": str(exc)}, status_code=503)
-        except psycopg.Error as exc:
-            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-        finally:
-            await conn.close()
-        return JSONResponse({"status": "ok", "schema_revision": _db.SCHEMA_HEAD})
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await queue.close()
+        events.start()
+        try:
+            yield
+        finally:
+            await events.close()
+            await queue.close()
 
-    return Starlette(routes=[Route("/health", health, methods=["GET"])], lifespan=lifespan)
+    app = Starlette(
+        routes=[
+            *jobs.routes(queue, auth, config.max_body_bytes),
+            *watch.routes(queue, events, auth),
+            *status.routes(queue, auth),
+            *metrics.routes(queue, auth),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+        ],
+        middleware=[Middleware(metrics.middleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.job_events = events  # `pgq api` ends long-polls and streams with it at shutdown
+    if not auth.enabled:
+        log.warning("no API tokens configured (PGQ_API_READ_TOKENS / PGQ_API_WRITE_TOKENS): every request is allowed")
+    return app

@@ -19,7 +19,8 @@ from psycopg.types.json import Jsonb
 from pgq import _json
 from pgq._queries import QUERIES
 from pgq.errors import JobNotFoundError, JobStateError, PgqError
-from pgq.job import Job, JobState
+from pgq.job import FINAL_STATES, Job, JobState
+from pgq.monitoring import EXACT_FINAL_COUNT_ROWS, QueueStats, WorkerInfo
 from pgq.task import TaskOptions, check_queue_name, check_task_name
 
 Row = dict[str, Any]
@@ -121,16 +122,22 @@ def as_spec(item: JobSpec | Mapping[str, Any]) -> JobSpec:
 
 
 def enqueue(params: dict[str, Any]) -> Op[Job]:
+    job, _ = yield from enqueue_reporting_new(params)
+    return job
+
+
+def enqueue_reporting_new(params: dict[str, Any]) -> Op[tuple[Job, bool]]:
+    """Enqueue one job; the flag is False when an idempotency key returned an existing job."""
     sql_params = {**params, "args": Jsonb(params["args"], dumps=_json.dumps)}
     for _ in range(_IDEMPOTENCY_ATTEMPTS):
         rows = yield QUERIES["job_insert"], sql_params
         if rows:
-            return Job(**rows[0])
+            return Job(**rows[0]), True
         # The key is held by a job that is not final: that job is the answer. It may
         # have finished in between, in which case the insert is tried again.
         rows = yield QUERIES["job_get_active_by_idempotency_keys"], {"keys": [params["idempotency_key"]]}
         if rows:
-            return Job(**rows[0])
+            return Job(**rows[0]), False
     raise PgqError(f"could not enqueue with idempotency_key {params['idempotency_key']!r}: it kept changing hands")
 
 
@@ -263,6 +270,46 @@ def set_queue_limits(limits: QueueLimits) -> Op[QueueLimits]:
 def list_queue_limits() -> Op[list[QueueLimits]]:
     rows = yield QUERIES["queue_limits_list"], {}
     return [QueueLimits(**r) for r in rows]
+
+
+def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[QueueStats]]:
+    """Per-queue statistics without counting the finished rows of a large table."""
+    live = yield QUERIES["queue_live_counts"], {}
+    recent = yield QUERIES["queue_finished_recently"], {}
+    (size,) = yield QUERIES["queue_table_size_estimate"], {}
+    final: list[Row] = []
+    estimated = size["rows"] >= max(exact_final_below, 0)  # -1: never analyzed
+    if estimated:
+        final = yield QUERIES["queue_final_counts_estimate"], {}
+        estimated = bool(final)  # never analyzed (no statistics yet): count instead
+    if not estimated:
+        final = yield QUERIES["queue_final_counts"], {}
+    counts: dict[str, dict[str, int]] = {}
+    oldest: dict[str, float | None] = {}
+    finished: dict[str, dict[str, int]] = {}
+    for row in [*live, *final]:
+        counts.setdefault(row["queue"], QueueStats.empty_counts())[row["state"]] = int(row["jobs"])
+    for row in live:
+        if row["state"] == JobState.QUEUED:
+            oldest[row["queue"]] = max(0.0, row["oldest_queued_seconds"])
+    for row in recent:
+        counts.setdefault(row["queue"], QueueStats.empty_counts())
+        finished.setdefault(row["queue"], {s.value: 0 for s in FINAL_STATES})[row["state"]] = int(row["jobs"])
+    return [
+        QueueStats(
+            queue=name,
+            counts=counts[name],
+            oldest_queued_seconds=oldest.get(name),
+            finished_last_minute=finished.get(name, {s.value: 0 for s in FINAL_STATES}),
+            final_counts_estimated=estimated,
+        )
+        for name in sorted(counts)
+    ]
+
+
+def list_workers() -> Op[list[WorkerInfo]]:
+    rows = yield QUERIES["worker_list"], {}
+    return [WorkerInfo(**r) for r in rows]
 
 
 def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:

@@ -18,6 +18,7 @@ from pgq._ops import JobSpec, QueueLimits
 from pgq.embedded import embedded_dsn
 from pgq.errors import UnknownTaskError
 from pgq.job import Job
+from pgq.monitoring import QueueStats, WorkerInfo
 from pgq.retry import Backoff, as_wait
 from pgq.settings import Settings
 from pgq.task import Task, TaskOptions
@@ -264,6 +265,16 @@ class App:
         spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
         return self._run_sync(_ops.enqueue(self._insert_params(spec)), conn)
 
+    async def enqueue_spec(self, spec: JobSpec) -> tuple[Job, bool]:
+        """Enqueue one JobSpec and say whether it is new (False: an idempotent repeat).
+
+        For callers that must tell the two apart, like the HTTP API (201 or 200).
+        """
+        return await self._run(_ops.enqueue_reporting_new(self._insert_params(spec)))
+
+    def enqueue_spec_sync(self, spec: JobSpec) -> tuple[Job, bool]:
+        return self._run_sync(_ops.enqueue_reporting_new(self._insert_params(spec)))
+
     async def enqueue_many(
         self, jobs: Iterable[JobSpec | Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[Job]:
@@ -355,3 +366,17 @@ class App:
         limit: int = 50,
     ) -> list[Job]:
         return self._run_sync(_ops.list_jobs(queue=queue, state=state, task=task, before_id=before_id, limit=limit))
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue: jobs by state, the oldest ready job's wait, jobs finished in the last minute."""
+        return await self._run(_ops.queue_stats())
+
+    def queue_stats_sync(self) -> list[QueueStats]:
+        return self._run_sync(_ops.queue_stats())
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The worker processes registered in pgq.workers, with their last heartbeat."""
+        return await self._run(_ops.list_workers())
+
+    def list_workers_sync(self) -> list[WorkerInfo]:
+        return self._run_sync(_ops.list_workers())

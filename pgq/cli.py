@@ -1,4 +1,4 @@
-"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, cancel, retry, demo."""
+"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, cancel, retry, api, demo."""
 
 from __future__ import annotations
 
@@ -245,6 +245,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    from api.serve import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pgq.demo import run_demo
 
@@ -318,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retry", help="put a failed or cancelled job back in its queue")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("api", help="serve the HTTP API (tokens: PGQ_API_READ_TOKENS, PGQ_API_WRITE_TOKENS)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; other than loopback needs tokens")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("demo", help="migrate, run a worker for the example app and show its jobs finishing")
     p.add_argument("--once", action="store_true", help="exit when the example jobs are done")

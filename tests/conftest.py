@@ -14,14 +14,19 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
+from starlette.applications import Starlette
 
+import pgq
+from api import create_app
+from api.config import ApiSettings
 from pgq.migrate import migrate
 from tests.helpers import WorkerProcesses
 
@@ -138,3 +143,30 @@ def pgq_cli(
     return subprocess.run(
         [sys.executable, "-m", "pgq", *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT
     )
+
+
+READ_TOKEN = "read-token-for-tests"
+WRITE_TOKEN = "write-token-for-tests"
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
+WRITE = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+
+
+def api_settings(**overrides: object) -> ApiSettings:
+    fields: dict[str, object] = {"read_tokens": frozenset({READ_TOKEN}), "write_tokens": frozenset({WRITE_TOKEN})}
+    return ApiSettings(**{**fields, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def api_app(dsn: str) -> AsyncIterator[Starlette]:
+    """The HTTP API on the test database, with the suite's tokens, lifespan run."""
+    app = create_app(pgq.App(dsn), settings=api_settings())
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def api(api_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for ``api_app``; requests carry the write token unless told otherwise."""
+    transport = httpx.ASGITransport(app=api_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pgq", headers=WRITE) as client:
+        yield client

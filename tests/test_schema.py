@@ -108,6 +108,8 @@ _SNAPSHOT = {
                     WHERE pronamespace = 'pgq'::regnamespace ORDER BY 1""",
     "triggers": """SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger
                    WHERE tgrelid = 'pgq.jobs'::regclass AND NOT tgisinternal ORDER BY 1""",
+    "statistics": """SELECT stxname, pg_get_statisticsobjdef(oid) FROM pg_statistic_ext
+                     WHERE stxnamespace = 'pgq'::regnamespace ORDER BY 1""",
 }
 
 

@@ -335,6 +335,62 @@ SELECT pg_notify('pgq_jobs', %(queue)s);
 -- The pgq.queue_stats view, for the CLI.
 SELECT queue, state, jobs, oldest_queued_age FROM pgq.queue_stats ORDER BY queue, state;
 
+-- name: queue_live_counts
+-- Per queue and non-final state: jobs, and how long the oldest ready job has waited.
+-- Each branch matches one partial index, so the cost follows the backlog, not the
+-- millions of finished rows.
+SELECT queue, state, count(*) AS jobs,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued'))::float8 AS oldest_queued_seconds
+FROM (
+    SELECT queue, state, run_at FROM pgq.jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT queue, state, run_at FROM pgq.jobs WHERE state IN ('scheduled', 'retrying')
+    UNION ALL
+    SELECT queue, state, run_at FROM pgq.jobs WHERE state = 'running'
+) AS live
+GROUP BY queue, state;
+
+-- name: queue_finished_recently
+-- Per queue and final state: jobs that finished in the last minute (jobs_finished_at_idx).
+SELECT queue, state, count(*) AS jobs FROM pgq.jobs
+WHERE finished_at > now() - interval '1 minute'
+GROUP BY queue, state;
+
+-- name: queue_table_size_estimate
+-- The planner's row estimate of pgq.jobs (-1 when never analyzed): decides whether
+-- finished jobs are counted or estimated.
+SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = 'pgq.jobs'::regclass;
+
+-- name: queue_final_counts
+-- Exact per queue and final state counts; only run while the table is small.
+SELECT queue, state, count(*) AS jobs FROM pgq.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled')
+GROUP BY queue, state;
+
+-- name: queue_final_counts_estimate
+-- Estimated per queue and final state counts from the jobs_queue_state statistics
+-- (most common (queue, state) pairs and their frequencies, refreshed by ANALYZE).
+-- Pairs too rare to be in the sample are missing. No rows: not analyzed yet.
+SELECT s.most_common_vals[i][1] AS queue, s.most_common_vals[i][2] AS state,
+       round(s.most_common_freqs[i] * c.reltuples)::bigint AS jobs
+FROM pg_stats_ext AS s
+JOIN pg_class AS c ON c.oid = 'pgq.jobs'::regclass
+CROSS JOIN LATERAL generate_subscripts(s.most_common_freqs, 1) AS i
+WHERE s.statistics_schemaname = 'pgq' AND s.statistics_name = 'jobs_queue_state'
+  AND s.most_common_vals[i][2] IN ('succeeded', 'failed', 'cancelled');
+
+-- name: worker_list
+-- Worker processes that registered themselves, oldest first, with seconds since
+-- their last heartbeat by the database clock.
+SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS seconds_since_heartbeat
+FROM pgq.workers
+ORDER BY started_at, id;
+
+-- name: job_events_listen
+-- Subscribe to job changes (the HTTP API's wait and events); payloads are JSON.
+LISTEN pgq_job_events;
+
 -- name: schema_version_get
 -- The alembic revision the database is at (raises if pgq was never migrated).
 SELECT version_num FROM pgq.alembic_version;

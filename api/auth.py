@@ -1,0 +1,67 @@
+"""Bearer tokens with a read and a write scope, compared in constant time.
+
+A write token can also read. With no tokens configured every request is allowed:
+``pgq api`` then serves on a loopback address only (see api/serve.py).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hmac
+from collections.abc import Awaitable, Callable, Iterable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.config import ApiSettings
+from api.errors import ApiError
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Scope(enum.StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+def _matches(given: bytes, tokens: Iterable[bytes]) -> bool:
+    # Compare against every token (no early exit) so timing says nothing about which matched.
+    found = False
+    for token in tokens:
+        found |= hmac.compare_digest(given, token)
+    return found
+
+
+class Auth:
+    def __init__(self, settings: ApiSettings) -> None:
+        self.enabled = settings.auth_enabled
+        self._write = [t.encode() for t in sorted(settings.write_tokens)]
+        self._read = [t.encode() for t in sorted(settings.read_tokens)] + self._write
+
+    def check(self, request: Request, scope: Scope) -> None:
+        """Raise 401 without a valid token, 403 when the token's scope is too small."""
+        if not self.enabled:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="pgq"'}
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'", headers=challenge)
+        given = token.strip().encode()
+        if not _matches(given, self._read):
+            raise ApiError(401, "invalid bearer token", headers=challenge)
+        if scope is Scope.WRITE and not _matches(given, self._write):
+            raise ApiError(403, "this token may only read; writing needs a token from PGQ_API_WRITE_TOKENS")
+
+    def require(self, scope: Scope) -> Callable[[Endpoint], Endpoint]:
+        """Decorate an endpoint so it runs only for a token with ``scope``."""
+
+        def decorate(endpoint: Endpoint) -> Endpoint:
+            @functools.wraps(endpoint)
+            async def guarded(request: Request) -> Response:
+                self.check(request, scope)
+                return await endpoint(request)
+
+            return guarded
+
+        return decorate

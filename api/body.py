@@ -1,0 +1,76 @@
+"""Reading requests: the JSON body (type, size, syntax, fields) and query parameters.
+
+Each failure has its own status so a client knows what to fix: 415 not JSON, 413 too
+large, 400 not parseable, 422 well-formed but wrong fields.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from api.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_JOB_ID = 2**63 - 1
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def invalid(exc: ValidationError, where: str) -> ApiError:
+    """422 naming every wrong field and what is wrong with it."""
+    fields = [
+        {"field": ".".join(str(part) for part in err["loc"]) or where, "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return ApiError(422, f"invalid {where}: {summary}", details={"fields": fields})
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``max_bytes`` (whatever Content-Length says)."""
+    too_large = ApiError(413, f"request body is larger than {max_bytes} bytes", details={"max_bytes": max_bytes})
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_large
+    return bytes(body)
+
+
+async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
+    if not _is_json(request.headers.get("content-type", "")):
+        raise ApiError(415, "the request body must be JSON: send 'Content-Type: application/json'")
+    body = await read_body(request, max_bytes)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        broken = [e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
+        if broken:
+            raise ApiError(400, f"the request body is not valid JSON: {broken[0]['msg']}") from None
+        raise invalid(exc, "body") from None
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    """Query parameters through ``model``; unknown parameters are rejected."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise invalid(exc, "query") from None
+
+
+def job_id(request: Request) -> int:
+    """The {id} path parameter; an id beyond bigint cannot exist (404, not a database error)."""
+    value = int(request.path_params["id"])
+    if value > MAX_JOB_ID:
+        raise ApiError(404, f"no job with id {value}")
+    return value

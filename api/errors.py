@@ -1,0 +1,101 @@
+"""Every error leaves the API as ``{"error": {"code", "message", "details"}}``.
+
+Handlers turn Starlette's routing errors (404, 405), pgq's typed errors and anything
+unexpected into that one shape, so clients have one thing to parse.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+import pgq
+
+log = logging.getLogger("pgq.api")
+
+_CODES = {
+    400: "malformed_json",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_fields",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error response with a status, a machine-readable code and details."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.details = dict(details or {})
+        self.headers = dict(headers or {})
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such route) and 405 (wrong method), as JSON."""
+    assert isinstance(exc, HTTPException)
+    message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+    return error_response(ApiError(exc.status_code, message, headers=exc.headers))
+
+
+async def on_job_not_found(request: Request, exc: Exception) -> Response:
+    return error_response(ApiError(404, str(exc)))
+
+
+async def on_job_state(request: Request, exc: Exception) -> Response:
+    """A state that does not allow the change: 409, with the state that refused it."""
+    assert isinstance(exc, pgq.JobStateError)
+    return error_response(ApiError(409, str(exc), code="state_conflict", details={"state": exc.state}))
+
+
+async def on_database_unavailable(request: Request, exc: Exception) -> Response:
+    return error_response(ApiError(503, str(exc)))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered without internals."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(ApiError(500, "internal server error"))
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: on_api_error,
+    HTTPException: on_http_exception,
+    pgq.JobNotFoundError: on_job_not_found,
+    pgq.JobStateError: on_job_state,
+    pgq.DatabaseUnavailableError: on_database_unavailable,
+    pgq.SchemaNotMigratedError: on_database_unavailable,
+    Exception: on_unexpected,
+}

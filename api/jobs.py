@@ -1,0 +1,95 @@
+"""Job endpoints: enqueue, read, list (keyset pages), cancel, retry.
+
+Each is a thin call into ``pgq.App``; the library validates again and owns the SQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import pgq
+from api.auth import Auth, Scope
+from api.body import job_id, read_json, read_query
+from api.errors import ApiError
+from api.schemas import EnqueueRequest, ListQuery
+
+_CURSOR_PREFIX = "before:"
+
+
+def encode_cursor(before_id: int) -> str:
+    """Opaque to clients so the paging key can change without breaking them."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{before_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith(_CURSOR_PREFIX):
+            raise ValueError(text)
+        before_id = int(text.removeprefix(_CURSOR_PREFIX))
+        if not 0 < before_id < 2**63:
+            raise ValueError(text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(
+            422,
+            "invalid query: cursor: not a cursor this API returned",
+            details={"fields": [{"field": "cursor", "message": "not a cursor this API returned", "type": "cursor"}]},
+        ) from None
+    return before_id
+
+
+def routes(queue: pgq.App, auth: Auth, max_body_bytes: int) -> list[Route]:
+    @auth.require(Scope.WRITE)
+    async def enqueue(request: Request) -> Response:
+        """201 with a new job; 200 with the existing one for a repeated idempotency key."""
+        body = await read_json(request, EnqueueRequest, max_body_bytes)
+        spec = pgq.JobSpec(**body.model_dump())
+        try:
+            job, created = await queue.enqueue_spec(spec)
+        except (ValueError, TypeError) as exc:  # the library's own checks (JSON args, run_at with delay, ...)
+            raise ApiError(422, f"invalid body: {exc}", details={"reason": str(exc)}) from None
+        return JSONResponse(job.to_dict(), status_code=201 if created else 200)
+
+    @auth.require(Scope.READ)
+    async def get_job(request: Request) -> Response:
+        return JSONResponse((await queue.get_job(job_id(request))).to_dict())
+
+    @auth.require(Scope.READ)
+    async def list_jobs(request: Request) -> Response:
+        """Newest first. Keyset on id: rows inserted meanwhile never shift a later page."""
+        query = read_query(request, ListQuery)
+        jobs = await queue.list_jobs(
+            queue=query.queue,
+            state=query.state,
+            task=query.task,
+            before_id=decode_cursor(query.cursor) if query.cursor is not None else None,
+            limit=query.limit + 1,  # one more says whether a next page exists
+        )
+        page = jobs[: query.limit]
+        next_cursor = encode_cursor(page[-1].id) if len(jobs) > query.limit else None
+        return JSONResponse({"jobs": [j.to_dict() for j in page], "next_cursor": next_cursor})
+
+    @auth.require(Scope.WRITE)
+    async def cancel(request: Request) -> Response:
+        """Whatever ``app.cancel`` allows; its JobStateError becomes 409."""
+        return JSONResponse((await queue.cancel(job_id(request))).to_dict())
+
+    @auth.require(Scope.WRITE)
+    async def retry(request: Request) -> Response:
+        return JSONResponse((await queue.retry(job_id(request))).to_dict())
+
+    async def jobs(request: Request) -> Response:
+        # One route for both methods, so a 405 on /jobs lists both in its Allow header.
+        return await (enqueue if request.method == "POST" else list_jobs)(request)
+
+    return [
+        Route("/jobs", jobs, methods=["GET", "POST"]),
+        Route("/jobs/{id:int}", get_job, methods=["GET"]),
+        Route("/jobs/{id:int}/cancel", cancel, methods=["POST"]),
+        Route("/jobs/{id:int}/retry", retry, methods=["POST"]),
+    ]

@@ -1,0 +1,110 @@
+"""Prometheus metrics (prometheus-client): queue depth and age from the database at
+scrape time, finished jobs seen by this process's listener, and request latency.
+
+Each API app has its own registry, so several apps in one process do not collide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import pgq
+from api.auth import Auth
+from api.auth import Scope as AuthScope
+from api.events import JobChange
+from pgq.monitoring import QueueStats
+
+
+class _QueueCollector(Collector):
+    """Reports the queue statistics read just before the scrape is rendered."""
+
+    def __init__(self) -> None:
+        self.stats: list[QueueStats] = []
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "pgq_queue_jobs", "Jobs per queue and state (final states may be estimated).", labels=["queue", "state"]
+        )
+        age = GaugeMetricFamily(
+            "pgq_queue_oldest_queued_age_seconds", "How long the oldest ready job has waited.", labels=["queue"]
+        )
+        recent = GaugeMetricFamily(
+            "pgq_queue_finished_last_minute",
+            "Jobs that reached a final state in the last minute.",
+            labels=["queue", "state"],
+        )
+        for s in self.stats:
+            for state, count in s.counts.items():
+                depth.add_metric([s.queue, state], count)
+            age.add_metric([s.queue], s.oldest_queued_seconds or 0.0)
+            for state, count in s.finished_last_minute.items():
+                recent.add_metric([s.queue, state], count)
+        yield from (depth, age, recent)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._queues = _QueueCollector()
+        self.registry.register(self._queues)
+        self.finished = Counter(
+            "pgq_jobs_finished",
+            "Jobs this API process saw reach a final state (from pgq_job_events) since it started.",
+            ["queue", "state"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pgq_api_request_duration_seconds",
+            "API request latency by route template (wait and events last as long as they follow the job).",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+
+    def on_change(self, change: JobChange) -> None:
+        """Called for every job change notification: counts finished and failed jobs."""
+        if change.state in {"succeeded", "failed", "cancelled"}:
+            self.finished.labels(change.queue, change.state).inc()
+
+    async def render(self, queue: pgq.App) -> bytes:
+        self._queues.stats = await queue.queue_stats()
+        return generate_latest(self.registry)
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Pure ASGI (no response buffering): times each request, labelled by route template."""
+
+        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = [500]
+
+            async def capture(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = int(message["status"])
+                await send(message)
+
+            try:
+                await app(scope, receive, capture)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                self.latency.labels(scope["method"], template, str(status[0])).observe(time.perf_counter() - started)
+
+        return timed
+
+    def routes(self, queue: pgq.App, auth: Auth) -> list[Route]:
+        @auth.require(AuthScope.READ)
+        async def metrics(request: Request) -> Response:
+            return Response(await self.render(queue), media_type=CONTENT_TYPE_LATEST)
+
+        return [Route("/metrics", metrics, methods=["GET"])]

@@ -1,0 +1,49 @@
+"""``pgq api``: serve the API with uvicorn, refusing to expose it without tokens.
+
+Without tokens the API is open to anyone who can connect, so it may only listen on a
+loopback address. On SIGTERM/SIGINT long-polls answer at once and event streams end,
+so uvicorn's graceful shutdown is not held up by clients that wait for minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import FrameType
+
+import uvicorn
+
+import pgq
+from api.app import create_app
+from api.config import ApiSettings, is_loopback
+from api.events import JobEvents
+from pgq.errors import ConfigError
+
+log = logging.getLogger("pgq.api")
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, events: JobEvents) -> None:
+        super().__init__(config)
+        self._events = events
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._events.shutdown_soon()
+        super().handle_exit(sig, frame)
+
+
+def serve(host: str, port: int, settings: ApiSettings | None = None) -> None:
+    config = settings or ApiSettings.from_env()
+    if not config.auth_enabled:
+        if not is_loopback(host):
+            raise ConfigError(
+                f"refusing to serve on {host} without tokens: set PGQ_API_READ_TOKENS and/or "
+                "PGQ_API_WRITE_TOKENS, or serve on 127.0.0.1"
+            )
+        log.warning("no API tokens configured: serving WITHOUT authentication, on %s (loopback) only", host)
+    app = create_app(pgq.App(), settings=config)
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=10, lifespan="on"),
+        app.state.job_events,
+    )
+    log.info("pgq api on http://%s:%d (OpenAPI: /openapi.json)", host, port)
+    server.run()
