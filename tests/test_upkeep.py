@@ -170,3 +170,25 @@ def test_queue_limits_are_validated(dsn: str) -> None:
         assert app.queue_limits_sync() == [pgq.QueueLimits("default", 3, 10, dt.timedelta(minutes=1))]
         app.set_queue_limits_sync("default")  # all None: no limits
         assert app.queue_limits_sync() == [pgq.QueueLimits("default")]
+
+
+@pytest.mark.anyio
+async def test_pruner_vacuums_the_table_itself_when_autovacuum_is_off(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO pgq.jobs (task, state, finished_at) "
+            "SELECT 't', 'succeeded', now() - interval '2 days' FROM generate_series(1, 20000)"
+        )
+        autovacuum_off = conn.execute("SELECT current_setting('autovacuum') = 'off'").fetchone() == (True,)
+    async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+        pruned = await Pruner(pool, pgq.Settings()).run_once()
+        assert pruned.deleted["succeeded"] == 20000
+        async with pool.connection() as conn:
+            await conn.execute("SELECT pg_stat_force_next_flush()")
+        report = await Pruner(pool, pgq.Settings()).run_once()  # sees the dead rows now
+    assert report.vacuumed is autovacuum_off
+    if autovacuum_off:
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'jobs'").fetchone() == (
+                1,
+            )

@@ -314,6 +314,19 @@ WITH expired AS (
 )
 UPDATE pgq.jobs AS j SET result = NULL FROM expired WHERE j.id = expired.id;
 
+-- name: jobs_needs_manual_vacuum
+-- Whether autovacuum is off server-wide while pgq.jobs has gathered many dead rows
+-- (then the pruner vacuums the table itself, or it would only ever grow), and whether
+-- this role may (VACUUM only warns and skips a table its caller does not own).
+SELECT current_setting('autovacuum') = 'off' AND s.n_dead_tup > greatest(%(min_dead)s, 0.2 * s.n_live_tup),
+       pg_has_role(c.relowner, 'USAGE')
+FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid
+WHERE s.relid = 'pgq.jobs'::regclass;
+
+-- name: jobs_vacuum
+-- Only run by the pruner when jobs_needs_manual_vacuum says so (needs table ownership).
+VACUUM (ANALYZE) pgq.jobs;
+
 -- name: queue_limits_set
 -- Set (or clear, with NULLs) a queue's limits; takes effect at the next claim.
 INSERT INTO pgq.queues AS l (queue, max_running, rate_limit, rate_period)

@@ -26,11 +26,16 @@ _MAX_BATCHES = 50
 """Per state and run: at most 50,000 rows, so one run never takes long; the next continues."""
 
 
+_MANUAL_VACUUM_DEAD_ROWS = 10_000
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PruneReport:
     deleted: dict[str, int]
     """Jobs deleted per final state."""
     results_cleared: int
+    vacuumed: bool = False
+    """Autovacuum is off on this server, so the pruner ran VACUUM itself."""
 
 
 class Pruner:
@@ -42,6 +47,7 @@ class Pruner:
             "failed": settings.retention_failed,
         }
         self.result_ttl = settings.result_ttl
+        self._vacuum_denied = False
 
     async def run_once(self) -> PruneReport:
         deleted: dict[str, int] = {}
@@ -54,9 +60,26 @@ class Pruner:
             if self.result_ttl is not None:
                 params = {"older_than": dt.timedelta(seconds=self.result_ttl), "limit": _BATCH}
                 cleared = await _batches(conn, QUERIES["job_clear_old_results"], params)
+            vacuumed = await self._vacuum_if_nobody_does(conn)
         if any(deleted.values()) or cleared:
             log.info("pruned finished jobs %s; cleared %d old results", deleted, cleared)
-        return PruneReport(deleted=deleted, results_cleared=cleared)
+        return PruneReport(deleted=deleted, results_cleared=cleared, vacuumed=vacuumed)
+
+    async def _vacuum_if_nobody_does(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """With autovacuum off server-wide, dead rows would pile up forever: vacuum here."""
+        if self._vacuum_denied:
+            return False
+        check = await conn.execute(QUERIES["jobs_needs_manual_vacuum"], {"min_dead": _MANUAL_VACUUM_DEAD_ROWS})
+        needed, allowed = await check.fetchone() or (False, False)
+        if not needed:
+            return False
+        if not allowed:
+            self._vacuum_denied = True
+            log.warning("autovacuum is off and this worker may not VACUUM pgq.jobs: the table will bloat")
+            return False
+        await conn.execute(QUERIES["jobs_vacuum"])
+        log.info("autovacuum is off on this server: vacuumed pgq.jobs")
+        return True
 
 
 async def _batches(conn: psycopg.AsyncConnection[Any], query: LiteralString, params: dict[str, Any]) -> int:
