@@ -12,11 +12,24 @@ FROM (SELECT coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval, now(
 ON CONFLICT (idempotency_key)
     WHERE idempotency_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying')
     DO NOTHING
-RETURNING j.*;
+RETURNING j.id, j.state, j.run_at, j.created_at;
+
+-- name: job_ids_reserve
+-- Take %(n)s ids for a bulk COPY, in ascending order, with the transaction's now()
+-- that becomes their created_at and run_at.
+SELECT now() AS now,
+       array(SELECT nextval(pg_get_serial_sequence('pgq.jobs', 'id')) FROM generate_series(1, %(n)s)) AS ids;
+
+-- name: job_copy
+-- Bulk enqueue fast path for jobs that are ready now and have no idempotency key:
+-- rows (with ids from job_ids_reserve) streamed in binary. COPY fires the insert
+-- trigger like INSERT does: one NOTIFY per queue.
+COPY pgq.jobs (id, queue, task, args, priority, run_at, max_attempts, created_at) FROM STDIN (FORMAT BINARY);
 
 -- name: job_insert_many
--- Bulk enqueue: %(jobs)s is a JSON array of objects with the job_insert fields, one
--- statement for all of them. Rows come back in input order of the inserted ones.
+-- Bulk enqueue of batches with idempotency keys or run times (job_copy takes the rest):
+-- %(jobs)s is a JSON array of objects with the job_insert fields, one statement for
+-- all of them. Rows come back in input order of the inserted ones.
 INSERT INTO pgq.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, idempotency_key)
 SELECT s.queue, s.task, s.args, CASE WHEN s.run_at > now() THEN 'scheduled' ELSE 'queued' END,
        s.priority, s.run_at, s.max_attempts, s.idempotency_key
