@@ -193,3 +193,67 @@ SELECT pg_advisory_unlock(hashtext('pgq.migrate'));
 -- name: schema_create
 -- The pgq schema must exist before alembic writes its version table into it.
 CREATE SCHEMA IF NOT EXISTS pgq;
+
+-- name: bench_database_create
+-- `pgq bench` and benchmarks/peers.py: a database of their own. {name} is filled in
+-- with psycopg.sql.Identifier, never formatted from a string.
+CREATE DATABASE {name};
+
+-- name: bench_database_drop
+-- Drop a bench database at the end, even if a connection to it was left behind.
+DROP DATABASE IF EXISTS {name} WITH (FORCE);
+
+-- name: bench_database_exists
+-- Whether a database of this name exists (tests check that the bench dropped its own).
+SELECT EXISTS (SELECT FROM pg_database WHERE datname = %(name)s);
+
+-- name: bench_server_settings
+-- What bench results depend on: server version and durability settings.
+SELECT version() AS version, current_setting('fsync') AS fsync,
+       current_setting('synchronous_commit') AS synchronous_commit,
+       current_setting('shared_buffers') AS shared_buffers;
+
+-- name: bench_jobs_reset
+-- Empty the jobs table between bench workloads, so each starts from the same state.
+TRUNCATE pgq.jobs;
+
+-- name: bench_raw_insert
+-- Raw ceiling for enqueue one-per-call: the barest INSERT of one job, nothing returned.
+INSERT INTO pgq.jobs (task, args) VALUES (%(task)s, %(args)s);
+
+-- name: bench_raw_copy
+-- Raw ceiling for bulk enqueue: binary COPY of task and args, every other column defaulted.
+COPY pgq.jobs (task, args) FROM STDIN (FORMAT BINARY);
+
+-- name: bench_raw_claim
+-- Raw ceiling for the drain: claim up to %(limit)s ready jobs of the default queue, in
+-- claim order, skipping rows other loops hold.
+UPDATE pgq.jobs
+SET state = 'running', attempt = attempt + 1, started_at = now(), heartbeat_at = now(), worker_id = %(worker_id)s
+WHERE id IN (
+    SELECT id FROM pgq.jobs
+    WHERE state = 'queued' AND queue = 'default'
+    ORDER BY priority, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING id;
+
+-- name: bench_raw_complete
+-- Raw ceiling for the drain: complete a whole claimed batch in one statement.
+UPDATE pgq.jobs SET state = 'succeeded', finished_at = now(), heartbeat_at = NULL
+WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running';
+
+-- name: bench_drain_progress
+-- How far a drain is: finished jobs, and seconds from the first start to the last
+-- finish (both by the database clock).
+SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,
+       extract(epoch FROM max(finished_at) - min(started_at))::float8 AS seconds
+FROM pgq.jobs;
+
+-- name: bench_stamp_results
+-- Latency probes, as epoch seconds: the producer's clock before enqueue (args), the
+-- worker's clock when the task started (result), and the finish (database clock).
+SELECT (args ->> 'enqueued_at')::float8 AS enqueued_at, (result #>> '{}')::float8 AS started_at,
+       extract(epoch FROM finished_at)::float8 AS finished_at
+FROM pgq.jobs
+WHERE task = 'stamp' AND state = 'succeeded';
