@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=10, help="jobs per worker process at once (default 10)")
     p.add_argument("--workers", type=int, default=1, help="worker processes for drain and steady (default 1)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of the steady-state run (default 10)")
-    p.add_argument("--rate", type=float, default=500.0, help="jobs/s the steady-state producer sends (default 500)")
+    p.add_argument("--rate", type=float, default=200.0, help="jobs/s the steady-state producer sends (default 200)")
     p.add_argument("--batch", type=int, default=5_000, help="jobs per enqueue_many call (default 5000)")
     p.add_argument("--samples", type=int, default=200, help="jobs of the idle wake-up latency run (default 200)")
     p.add_argument("--only", help="comma-separated workloads: enqueue_one,enqueue_bulk,drain,latency,steady")

@@ -34,7 +34,7 @@ class BenchOptions:
     concurrency: int = 10
     workers: int = 1
     duration: float = 10.0
-    rate: float = 500.0
+    rate: float = 200.0
     batch: int = 5_000
     samples: int = 200
     spacing: float = 0.02
