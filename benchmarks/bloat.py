@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 import pgq
 from pgq.migrate import migrate
@@ -46,7 +46,7 @@ def main() -> None:
     name = f"pgq_bloat_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = make_conninfo(**{**conninfo_to_dict(server), "dbname": name})
+    dsn = make_conninfo(server, dbname=name)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         migrate(dsn)

@@ -1,4 +1,4 @@
-"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, cancel, retry, api, demo."""
+"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, cancel, retry, api, bench, demo."""
 
 from __future__ import annotations
 
@@ -258,6 +258,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(once=args.once))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pgq.bench import WORKLOADS, BenchOptions, run_bench
+    from pgq.bench.report import format_table
+
+    # The workloads are measured with logging at WARNING, here and in the workers.
+    logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
+    only = tuple(w.strip() for w in args.only.split(",") if w.strip()) if args.only else WORKLOADS
+    options = BenchOptions(
+        server_dsn=App().dsn,
+        jobs=args.jobs,
+        concurrency=args.concurrency,
+        workers=args.workers,
+        duration=args.duration,
+        rate=args.rate,
+        batch=args.batch,
+        samples=args.samples,
+        only=only,
+    )
+    report = run_bench(options)
+    print(json.dumps(report, indent=2, default=str) if args.json else format_table(report))
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------
 
 
@@ -330,6 +353,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; other than loopback needs tokens")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure pgq against the raw-SQL ceiling, in a database of its own (created and dropped)",
+        description="Creates a database on the server of DATABASE_URL (or the embedded one), runs the "
+        "workloads against pgq and as bare SQL, prints pgq as a fraction of the raw ceiling, drops the database.",
+    )
+    p.add_argument("-n", "--jobs", type=int, default=10_000, help="jobs for bulk enqueue and drain (default 10000)")
+    p.add_argument("--concurrency", type=int, default=10, help="jobs per worker process at once (default 10)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes for drain and steady (default 1)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of the steady-state run (default 10)")
+    p.add_argument("--rate", type=float, default=200.0, help="jobs/s the steady-state producer sends (default 200)")
+    p.add_argument("--batch", type=int, default=5_000, help="jobs per enqueue_many call (default 5000)")
+    p.add_argument("--samples", type=int, default=200, help="jobs of the idle wake-up latency run (default 200)")
+    p.add_argument("--only", help="comma-separated workloads: enqueue_one,enqueue_bulk,drain,latency,steady")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="migrate, run a worker for the example app and show its jobs finishing")
     p.add_argument("--once", action="store_true", help="exit when the example jobs are done")

@@ -53,7 +53,8 @@ class Job:
 
     def __post_init__(self) -> None:
         # Rows arrive with state as plain text; keep the enum so comparisons read well.
-        object.__setattr__(self, "state", JobState(self.state))
+        if type(self.state) is not JobState:
+            object.__setattr__(self, "state", JobState(self.state))
 
     @property
     def is_final(self) -> bool:

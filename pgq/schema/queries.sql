@@ -12,11 +12,24 @@ FROM (SELECT coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval, now(
 ON CONFLICT (idempotency_key)
     WHERE idempotency_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying')
     DO NOTHING
-RETURNING j.*;
+RETURNING j.id, j.state, j.run_at, j.created_at;
+
+-- name: job_ids_reserve
+-- Take %(n)s ids for a bulk COPY, in ascending order, with the transaction's now()
+-- that becomes their created_at and run_at.
+SELECT now() AS now,
+       array(SELECT nextval(pg_get_serial_sequence('pgq.jobs', 'id')) FROM generate_series(1, %(n)s)) AS ids;
+
+-- name: job_copy
+-- Bulk enqueue fast path for jobs that are ready now and have no idempotency key:
+-- rows (with ids from job_ids_reserve) streamed in binary. COPY fires the insert
+-- trigger like INSERT does: one NOTIFY per queue.
+COPY pgq.jobs (id, queue, task, args, priority, run_at, max_attempts, created_at) FROM STDIN (FORMAT BINARY);
 
 -- name: job_insert_many
--- Bulk enqueue: %(jobs)s is a JSON array of objects with the job_insert fields, one
--- statement for all of them. Rows come back in input order of the inserted ones.
+-- Bulk enqueue of batches with idempotency keys or run times (job_copy takes the rest):
+-- %(jobs)s is a JSON array of objects with the job_insert fields, one statement for
+-- all of them. Rows come back in input order of the inserted ones.
 INSERT INTO pgq.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, idempotency_key)
 SELECT s.queue, s.task, s.args, CASE WHEN s.run_at > now() THEN 'scheduled' ELSE 'queued' END,
        s.priority, s.run_at, s.max_attempts, s.idempotency_key
@@ -426,3 +439,67 @@ SELECT pg_advisory_unlock(hashtext('pgq.migrate'));
 -- name: schema_create
 -- The pgq schema must exist before alembic writes its version table into it.
 CREATE SCHEMA IF NOT EXISTS pgq;
+
+-- name: bench_database_create
+-- `pgq bench` and benchmarks/peers.py: a database of their own. {name} is filled in
+-- with psycopg.sql.Identifier, never formatted from a string.
+CREATE DATABASE {name};
+
+-- name: bench_database_drop
+-- Drop a bench database at the end, even if a connection to it was left behind.
+DROP DATABASE IF EXISTS {name} WITH (FORCE);
+
+-- name: bench_database_exists
+-- Whether a database of this name exists (tests check that the bench dropped its own).
+SELECT EXISTS (SELECT FROM pg_database WHERE datname = %(name)s);
+
+-- name: bench_server_settings
+-- What bench results depend on: server version and durability settings.
+SELECT version() AS version, current_setting('fsync') AS fsync,
+       current_setting('synchronous_commit') AS synchronous_commit,
+       current_setting('shared_buffers') AS shared_buffers;
+
+-- name: bench_jobs_reset
+-- Empty the jobs table between bench workloads, so each starts from the same state.
+TRUNCATE pgq.jobs;
+
+-- name: bench_raw_insert
+-- Raw ceiling for enqueue one-per-call: the barest INSERT of one job, nothing returned.
+INSERT INTO pgq.jobs (task, args) VALUES (%(task)s, %(args)s);
+
+-- name: bench_raw_copy
+-- Raw ceiling for bulk enqueue: binary COPY of task and args, every other column defaulted.
+COPY pgq.jobs (task, args) FROM STDIN (FORMAT BINARY);
+
+-- name: bench_raw_claim
+-- Raw ceiling for the drain: claim up to %(limit)s ready jobs of the default queue, in
+-- claim order, skipping rows other loops hold.
+UPDATE pgq.jobs
+SET state = 'running', attempt = attempt + 1, started_at = now(), heartbeat_at = now(), worker_id = %(worker_id)s
+WHERE id IN (
+    SELECT id FROM pgq.jobs
+    WHERE state = 'queued' AND queue = 'default'
+    ORDER BY priority, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING id;
+
+-- name: bench_raw_complete
+-- Raw ceiling for the drain: complete a whole claimed batch in one statement.
+UPDATE pgq.jobs SET state = 'succeeded', finished_at = now(), heartbeat_at = NULL
+WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running';
+
+-- name: bench_drain_progress
+-- How far a drain is: finished jobs, and seconds from the first start to the last
+-- finish (both by the database clock).
+SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,
+       extract(epoch FROM max(finished_at) - min(started_at))::float8 AS seconds
+FROM pgq.jobs;
+
+-- name: bench_stamp_results
+-- Latency probes, as epoch seconds: the producer's clock before enqueue (args), the
+-- worker's clock when the task started (result), and the finish (database clock).
+SELECT (args ->> 'enqueued_at')::float8 AS enqueued_at, (result #>> '{}')::float8 AS started_at,
+       extract(epoch FROM finished_at)::float8 AS finished_at
+FROM pgq.jobs
+WHERE task = 'stamp' AND state = 'succeeded';

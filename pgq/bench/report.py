@@ -1,0 +1,62 @@
+"""The readable form of a bench report (the JSON form is the report itself)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_ROWS = [
+    # label, pgq workload, raw workload, ratio key, what is shown
+    ("enqueue one-per-call", "enqueue_one", "raw_insert_one", "enqueue_one", "rate"),
+    ("enqueue bulk", "enqueue_bulk", "raw_copy", "enqueue_bulk", "rate"),
+    ("drain", "drain", "raw_claim_complete", "drain", "rate"),
+    ("idle wake-up p50", "wakeup_latency", "raw_wakeup", "wakeup_latency_p50", "p50_ms"),
+    ("idle wake-up p99", "wakeup_latency", "raw_wakeup", "wakeup_latency_p99", "p99_ms"),
+    ("steady enqueue→finish p50", "steady", None, None, "p50_ms"),
+    ("steady enqueue→finish p99", "steady", None, None, "p99_ms"),
+    ("steady enqueue→finish max", "steady", None, None, "max_ms"),
+    ("steady producer rate", "steady", None, None, "rate"),
+]
+
+
+def _value(workload: dict[str, Any] | None, field: str) -> str:
+    if workload is None or field not in workload:
+        return "-"
+    value = float(workload[field])
+    if math.isnan(value):
+        return "-"
+    return f"{value:,.0f} jobs/s" if field == "rate" else f"{value:.2f} ms"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    workloads: dict[str, dict[str, Any]] = report["workloads"]
+    ratios: dict[str, float] = report["ratios"]
+    rows = [["workload", "jobs", "pgq", "raw SQL ceiling", "pgq / ceiling", "notes"]]
+    for label, pgq_name, raw_name, ratio_key, field in _ROWS:
+        pgq = workloads.get(pgq_name)
+        if pgq is None:
+            continue
+        raw = workloads.get(raw_name) if raw_name else None
+        ratio = ratios.get(ratio_key) if ratio_key else None
+        rows.append(
+            [
+                label,
+                str(pgq["jobs"]),
+                _value(pgq, field),
+                _value(raw, field),
+                "-" if ratio is None or math.isnan(ratio) else f"{ratio:.2f}",
+                pgq.get("note", ""),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    server = report["server"]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append("")
+    lines.append(
+        f"{report['machine']['cpus']} CPUs; {str(server.get('version', '?')).split(' on ')[0]}, "
+        f"fsync={server.get('fsync')}, synchronous_commit={server.get('synchronous_commit')}, "
+        f"shared_buffers={server.get('shared_buffers')}"
+    )
+    lines.append("pgq / ceiling: rates pgq ÷ raw, latencies raw ÷ pgq (1.00 = as fast as bare SQL)")
+    return "\n".join(lines)

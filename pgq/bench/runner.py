@@ -1,0 +1,128 @@
+"""The order of a bench run: for each workload, its raw ceiling, then pgq, on an
+emptied table of one throwaway database."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from pgq._queries import QUERIES
+from pgq.app import App
+from pgq.bench import raw, workloads
+from pgq.bench.database import fresh_database, server_settings
+from pgq.bench.stats import Result, ratio
+
+WORKLOADS = ("enqueue_one", "enqueue_bulk", "drain", "latency", "steady")
+
+log = logging.getLogger("pgq.bench")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BenchOptions:
+    """What `pgq bench` runs; the defaults are the README's results table."""
+
+    server_dsn: str
+    jobs: int = 10_000
+    """Jobs for bulk enqueue and the drain; enqueue one-per-call uses a fifth of it."""
+    concurrency: int = 10
+    workers: int = 1
+    duration: float = 10.0
+    rate: float = 200.0
+    batch: int = 5_000
+    samples: int = 200
+    spacing: float = 0.02
+    only: tuple[str, ...] = WORKLOADS
+
+    def __post_init__(self) -> None:
+        unknown = set(self.only) - set(WORKLOADS)
+        if unknown:
+            raise ValueError(f"unknown workload(s) {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")
+        for name in ("jobs", "concurrency", "workers", "batch", "samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1")
+        if not (self.duration > 0 and self.rate > 0):
+            raise ValueError("--duration and --rate must be positive")
+
+    @property
+    def one_per_call_jobs(self) -> int:
+        return max(10, self.jobs // 5)
+
+
+async def _reset(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(QUERIES["bench_jobs_reset"])
+
+
+async def _measure(dsn: str, step: Callable[[], Awaitable[Result]]) -> Result:
+    await _reset(dsn)
+    result = await step()
+    log.debug("%s: %s", result.name, result.to_dict())
+    return result
+
+
+async def _run(dsn: str, o: BenchOptions) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    app = App(dsn)
+    async with app:
+
+        async def run(step: Callable[[], Awaitable[Result]]) -> None:
+            result = await _measure(dsn, step)
+            results[result.name] = result
+
+        if "enqueue_one" in o.only:
+            await run(lambda: raw.insert_one(dsn, o.one_per_call_jobs))
+            await run(lambda: workloads.enqueue_one(app, o.one_per_call_jobs))
+        if "enqueue_bulk" in o.only:
+            await run(lambda: raw.copy_many(dsn, o.jobs, o.batch))
+            await run(lambda: workloads.enqueue_bulk(app, o.jobs, o.batch))
+        if "drain" in o.only:
+
+            async def raw_drain() -> Result:
+                await workloads.prefill(app, o.jobs, o.batch)
+                return await raw.claim_complete(dsn, o.jobs, o.workers, o.concurrency)
+
+            await run(raw_drain)
+            await run(lambda: workloads.drain(app, dsn, o.jobs, o.workers, o.concurrency, o.batch))
+        if "latency" in o.only:
+            await run(lambda: raw.wakeup(dsn, o.samples, o.spacing))
+            await run(lambda: workloads.wakeup_latency(app, dsn, o.samples, o.spacing))
+        if "steady" in o.only:
+            await run(lambda: workloads.steady(app, dsn, o.rate, o.duration, o.workers, o.concurrency))
+    return results
+
+
+def ratios(results: dict[str, Result]) -> dict[str, float]:
+    """pgq as a fraction of its raw ceiling: rates pgq/raw, latencies raw/pgq (1.0 = raw)."""
+    out: dict[str, float] = {}
+    pairs = [("enqueue_one", "raw_insert_one"), ("enqueue_bulk", "raw_copy"), ("drain", "raw_claim_complete")]
+    for pgq_name, raw_name in pairs:
+        if pgq_name in results and raw_name in results:
+            out[pgq_name] = ratio(results[pgq_name].rate, results[raw_name].rate)
+    if "wakeup_latency" in results and "raw_wakeup" in results:
+        for key in ("p50_ms", "p99_ms"):
+            pgq_ms = results["wakeup_latency"].to_dict()[key]
+            out[f"wakeup_latency_{key.removesuffix('_ms')}"] = ratio(results["raw_wakeup"].to_dict()[key], pgq_ms)
+    return out
+
+
+def run_bench(options: BenchOptions) -> dict[str, Any]:
+    """Run the selected workloads in a database of their own; return the JSON report."""
+    with fresh_database(options.server_dsn, "pgq_bench") as dsn:
+        database = conninfo_to_dict(dsn).get("dbname")
+        settings = server_settings(dsn)
+        results = asyncio.run(_run(dsn, options))
+    return {
+        "database": database,
+        "machine": {"cpus": os.cpu_count()},
+        "server": settings,
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "server_dsn"},
+        "workloads": {name: r.to_dict() for name, r in results.items()},
+        "ratios": ratios(results),
+    }

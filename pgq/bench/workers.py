@@ -1,0 +1,42 @@
+"""Real `pgq worker` processes running the bench app against the bench database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+APP = "pgq.bench.tasks:app"
+
+
+@contextlib.contextmanager
+def worker_processes(dsn: str, count: int, concurrency: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``count`` worker processes (logging at WARNING); SIGTERM them on exit."""
+    env = {**os.environ, "DATABASE_URL": dsn}
+    command = [sys.executable, "-m", "pgq", "--log-level", "WARNING", "worker", "--app", APP]
+    procs = [
+        subprocess.Popen([*command, "--concurrency", str(concurrency)], env=env, stdin=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def check_alive(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Raise if a worker process died (a bench that waits on a dead worker would hang)."""
+    for proc in procs:
+        if proc.poll() is not None:
+            raise RuntimeError(f"a bench worker process exited early with status {proc.returncode}")

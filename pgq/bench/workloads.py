@@ -1,0 +1,117 @@
+"""pgq's side of the benchmark: its public API and real worker processes.
+
+Enqueue workloads time ``app.enqueue`` / ``app.enqueue_many``. Workloads with a worker
+start ``pgq worker`` processes (see ``workers``) and measure from the table: the drain
+from the first job's start to the last job's finish (database clock), latencies from
+the producer's clock before enqueue to the worker's clock at task start (``stamp``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgq._ops import JobSpec
+from pgq._queries import QUERIES
+from pgq.app import App
+from pgq.bench.raw import drained_seconds
+from pgq.bench.stats import Result
+from pgq.bench.workers import check_alive, worker_processes
+
+_WAIT_SECONDS = 600.0
+
+
+async def enqueue_one(app: App, n: int) -> Result:
+    """``await app.enqueue(...)`` n times in a row: one job, one transaction per call."""
+    start = time.perf_counter()
+    for _ in range(n):
+        await app.enqueue("noop")
+    return Result("enqueue_one", n, time.perf_counter() - start)
+
+
+async def enqueue_bulk(app: App, n: int, batch: int) -> Result:
+    """``app.enqueue_many`` in batches, specs built inside the timing like a caller would."""
+    start = time.perf_counter()
+    for offset in range(0, n, batch):
+        await app.enqueue_many([JobSpec("noop", {"i": i}) for i in range(offset, min(n, offset + batch))])
+    return Result("enqueue_bulk", n, time.perf_counter() - start, note=f"batch {batch}")
+
+
+async def prefill(app: App, n: int, batch: int) -> None:
+    """Put n no-op jobs in the queue (untimed), for the drains."""
+    for offset in range(0, n, batch):
+        await app.enqueue_many([JobSpec("noop")] * (min(n, offset + batch) - offset))
+
+
+async def _wait_finished(dsn: str, n: int, procs: list[Any]) -> float:
+    """Wait until n jobs are final; return first start to last finish in seconds."""
+    deadline = time.monotonic() + _WAIT_SECONDS
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while True:
+            finished, seconds = await drained_seconds(conn)
+            if finished >= n:
+                return seconds
+            check_alive(procs)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {finished} of {n} jobs finished in {_WAIT_SECONDS:.0f} s")
+            await asyncio.sleep(0.05)
+
+
+async def drain(app: App, dsn: str, n: int, workers: int, concurrency: int, batch: int) -> Result:
+    """n jobs enqueued first, then ``workers`` processes at ``concurrency`` empty the queue."""
+    await prefill(app, n, batch)
+    with worker_processes(dsn, workers, concurrency) as procs:
+        seconds = await _wait_finished(dsn, n, procs)
+    return Result("drain", n, seconds, note=f"{workers} process(es) x concurrency {concurrency}")
+
+
+async def _stamps(dsn: str) -> list[dict[str, float]]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["bench_stamp_results"])
+        return await cur.fetchall()
+
+
+async def _warm_up(app: App, dsn: str, procs: list[Any]) -> None:
+    """Enqueue one job and wait for it: the worker processes are up and listening."""
+    await app.enqueue("noop")
+    await _wait_finished(dsn, 1, procs)
+
+
+async def wakeup_latency(app: App, dsn: str, samples: int, spacing: float) -> Result:
+    """An idle worker (one process), one job at a time: enqueue → task start."""
+    with worker_processes(dsn, 1, 10) as procs:
+        await _warm_up(app, dsn, procs)
+        for _ in range(samples):
+            await app.enqueue("stamp", {"enqueued_at": time.time()})
+            await asyncio.sleep(spacing)
+        await _wait_finished(dsn, samples + 1, procs)
+    rows = await _stamps(dsn)
+    latencies = tuple((r["started_at"] - r["enqueued_at"]) * 1000 for r in rows)
+    return Result("wakeup_latency", len(rows), sum(latencies) / 1000, latencies)
+
+
+async def steady(app: App, dsn: str, rate: float, duration: float, workers: int, concurrency: int) -> Result:
+    """A producer enqueueing one job at a time at a fixed rate for a fixed time (each
+    enqueue its own task, so a slow one does not delay the next): enqueue → finish."""
+    total = max(1, round(rate * duration))
+    with worker_processes(dsn, workers, concurrency) as procs:
+        await _warm_up(app, dsn, procs)
+        pending: list[asyncio.Task[Any]] = []
+        start = time.perf_counter()
+        for i in range(total):
+            if (delay := start + i / rate - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            pending.append(asyncio.create_task(app.enqueue("stamp", {"enqueued_at": time.time()})))
+        await asyncio.gather(*pending)
+        produced_in = time.perf_counter() - start
+        await _wait_finished(dsn, total + 1, procs)
+    rows = await _stamps(dsn)
+    latencies = tuple((r["finished_at"] - r["enqueued_at"]) * 1000 for r in rows)
+    return Result(
+        "steady", len(rows), produced_in, latencies, note=f"target {rate:g} jobs/s for {duration:g} s, enqueue → finish"
+    )
