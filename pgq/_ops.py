@@ -20,6 +20,7 @@ from pgq import _json
 from pgq._queries import QUERIES
 from pgq.errors import JobNotFoundError, JobStateError, PgqError
 from pgq.job import Job, JobState
+from pgq.schedule import ScheduleState
 from pgq.task import TaskOptions, check_queue_name, check_task_name
 
 Row = dict[str, Any]
@@ -222,6 +223,11 @@ def list_jobs(
         },
     )
     return [Job(**r) for r in rows]
+
+
+def list_schedules() -> Op[list[ScheduleState]]:
+    rows = yield QUERIES["schedule_list"], {}
+    return [ScheduleState(**r) for r in rows]
 
 
 def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:

@@ -45,6 +45,7 @@ from pgq.worker.executor import Outcome, execute
 from pgq.worker.leader import Leadership
 from pgq.worker.listener import Listener
 from pgq.worker.rescuer import Rescuer
+from pgq.worker.scheduler import Scheduler
 
 log = logging.getLogger("pgq.worker")
 
@@ -191,9 +192,13 @@ class Worker:
         )
         await pool.open(wait=True, timeout=30)
         await self._heartbeat()  # registered in pgq.workers before the first claim
+        scheduler = Scheduler(pool)
+        await scheduler.register(self.app.schedules.values(), self.app.tasks)  # in pgq.schedules before it leads
         self._signal_handlers(install=True)
         rescuer = Rescuer(pool, self.settings.rescue_after)
-        self.leadership = Leadership(pool, self.id, self.settings.maintenance_interval, [rescuer.run_once])
+        self.leadership = Leadership(
+            pool, self.id, self.settings.maintenance_interval, [rescuer.run_once, scheduler.run_once]
+        )
         background: list[asyncio.Task[None]] = [
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self.leadership.run()),
