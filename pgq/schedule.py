@@ -69,10 +69,11 @@ class Schedule:
             )
         where = f"schedule {self.name!r}"
         check_task_name(self.task)
-        if (self.cron is None) == (self.every_seconds is None):
+        if self.cron is not None and self.every_seconds is not None:
+            raise ConfigError(f"{where}: give either cron= or every=, not both")
+        if self.cron is None and self.every_seconds is None:
             raise ConfigError(
-                f"{where}: give either cron= (like '*/5 * * * *') or every= (seconds or a timedelta), "
-                + ("not both" if self.cron is not None else "not neither")
+                f"{where}: say when it runs: cron= (like '*/5 * * * *') or every= (seconds or a timedelta)"
             )
         if self.cron is not None:
             try:
