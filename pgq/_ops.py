@@ -21,6 +21,7 @@ from pgq._queries import QUERIES
 from pgq.errors import JobNotFoundError, JobStateError, PgqError
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.monitoring import EXACT_FINAL_COUNT_ROWS, QueueStats, WorkerInfo
+from pgq.schedule import ScheduleState
 from pgq.task import TaskOptions, check_queue_name, check_task_name
 
 Row = dict[str, Any]
@@ -402,6 +403,11 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
 def list_workers() -> Op[list[WorkerInfo]]:
     rows = yield QUERIES["worker_list"], {}
     return [WorkerInfo(**r) for r in rows]
+
+
+def list_schedules() -> Op[list[ScheduleState]]:
+    rows = yield QUERIES["schedule_list"], {}
+    return [ScheduleState(**r) for r in rows]
 
 
 def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:

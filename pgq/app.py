@@ -16,10 +16,11 @@ from pgq import _db, _ops
 from pgq._json import JsonDefault
 from pgq._ops import JobSpec, QueueLimits
 from pgq.embedded import embedded_dsn
-from pgq.errors import UnknownTaskError
+from pgq.errors import ConfigError, UnknownTaskError
 from pgq.job import Job
 from pgq.monitoring import QueueStats, WorkerInfo
 from pgq.retry import Backoff, as_wait
+from pgq.schedule import Schedule, ScheduleState
 from pgq.settings import Settings
 from pgq.task import Task, TaskOptions
 
@@ -48,6 +49,7 @@ class App:
             _db.validate_dsn(self._dsn)
         self.json_default = json_default
         self.tasks: dict[str, Task] = {}
+        self.schedules: dict[str, Schedule] = {}
         self._pool_max_size = pool_max_size
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._pool_lock: asyncio.Lock | None = None
@@ -111,6 +113,84 @@ class App:
             return task
 
         return register(fn) if fn is not None else register
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | dt.timedelta | None = None,
+        timezone: str = "UTC",
+        args: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "run_once",
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> Callable[[Task], Task]:
+        """Enqueue a task on a schedule; goes above ``@app.task``.
+
+        ``cron`` (5 fields, evaluated in ``timezone``) or ``every`` (seconds or a
+        timedelta), not both. ``missed`` says what happens to ticks missed while no
+        worker ran: ``"run_once"`` (default) enqueues one catch-up run for the latest
+        of them, ``"skip"`` drops them. ``name`` defaults to the task's name.
+        """
+
+        def register(task: Task) -> Task:
+            if not isinstance(task, Task):
+                raise ConfigError(
+                    f"@app.periodic(...) schedules a registered task: put it above @app.task, "
+                    f"got {type(task).__name__} {getattr(task, '__name__', task)!r}"
+                )
+            if task.app is not self:
+                raise ConfigError(f"task {task.name!r} belongs to another pgq.App")
+            self.schedule(
+                task.name,
+                cron=cron,
+                every=every,
+                timezone=timezone,
+                args=args,
+                name=name,
+                missed=missed,
+                queue=queue,
+                priority=priority,
+            )
+            return task
+
+        return register
+
+    def schedule(
+        self,
+        task: str,
+        *,
+        cron: str | None = None,
+        every: float | dt.timedelta | None = None,
+        timezone: str = "UTC",
+        args: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "run_once",
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+    ) -> Schedule:
+        """Enqueue the task named ``task`` on a schedule (the configuration form of
+        ``@app.periodic``, for tasks registered elsewhere). Validated now; written to
+        ``pgq.schedules`` when a worker of this app starts."""
+        schedule = Schedule.define(
+            task,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            args=args,
+            name=name,
+            missed=missed,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            json_default=self.json_default,
+        )
+        if schedule.name in self.schedules:
+            raise ConfigError(f"a schedule named {schedule.name!r} already exists: give this one another name=")
+        self.schedules[schedule.name] = schedule
+        return schedule
 
     def get_task(self, name: str) -> Task:
         try:
@@ -355,6 +435,13 @@ class App:
     ) -> list[Job]:
         """Newest first, optionally filtered; pass the last id seen as ``before_id`` for the next page."""
         return await self._run(_ops.list_jobs(queue=queue, state=state, task=task, before_id=before_id, limit=limit))
+
+    async def list_schedules(self) -> list[ScheduleState]:
+        """Every schedule in ``pgq.schedules`` (from any app), soonest next run first."""
+        return await self._run(_ops.list_schedules())
+
+    def list_schedules_sync(self) -> list[ScheduleState]:
+        return self._run_sync(_ops.list_schedules())
 
     def list_jobs_sync(
         self,

@@ -1,4 +1,4 @@
-"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, cancel, retry, api, bench, demo."""
+"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, schedules, cancel, retry, api, bench, demo."""
 
 from __future__ import annotations
 
@@ -228,6 +228,40 @@ def cmd_queues(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_zone(when: dt.datetime | None, zone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return when.astimezone(ZoneInfo(zone)).isoformat(sep=" ", timespec="seconds") if when else "-"
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    with App() as app:
+        schedules = app.list_schedules_sync()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in schedules], indent=2))
+        return 0
+    if not schedules:
+        print("no schedules (a worker writes its app's schedules when it starts)")
+        return 0
+    header = ["NAME", "TASK", "QUEUE", "WHEN", "TZ", "MISSED", "NEXT RUN", "LAST RUN", "LAST JOB"]
+    rows = [header] + [
+        [
+            s.name,
+            s.task,
+            s.queue,
+            s.cron if s.cron is not None else f"every {s.every_seconds}s",
+            s.timezone,
+            s.missed,
+            _in_zone(s.next_run_at, s.timezone),
+            _in_zone(s.last_run_at, s.timezone),
+            str(s.last_job_id) if s.last_job_id is not None else "-",
+        ]
+        for s in schedules
+    ]
+    _print_table(rows)
+    return 0
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     with App() as app:
         job = app.cancel_sync(args.id)
@@ -340,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("queues", help="jobs per queue and state (the pgq.queue_stats view)")
     p.set_defaults(func=cmd_queues)
+
+    p = sub.add_parser("schedules", help="periodic jobs with their next and last run (the pgq.schedules table)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_schedules)
 
     p = sub.add_parser("cancel", help="cancel a job that has not started")
     p.add_argument("id", type=int)

@@ -70,7 +70,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
 
 
 class WorkerProcesses:
-    """Real `pgq worker --app tests.apps.basic:app` processes, each logging to a file.
+    """Real `pgq worker --app tests.apps.basic:app` (or ``app=``) processes, each logging to a file.
 
     Fault tests pass short intervals through ``env`` (PGQ_HEARTBEAT_INTERVAL, ...);
     every process still alive at the end of the test is killed.
@@ -83,7 +83,9 @@ class WorkerProcesses:
         self.run_log.mkdir()
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, app: str = "tests.apps.basic:app"
+    ) -> subprocess.Popen[bytes]:
         full_env = {
             **os.environ,
             "DATABASE_URL": self.dsn,
@@ -93,7 +95,7 @@ class WorkerProcesses:
         }
         with open(self.log_path(len(self.procs)), "wb") as out:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pgq", "worker", "--app", "tests.apps.basic:app", *args],
+                [sys.executable, "-m", "pgq", "worker", "--app", app, *args],
                 env=full_env,
                 cwd=Path(__file__).resolve().parent.parent,
                 stdout=out,

@@ -503,3 +503,64 @@ SELECT (args ->> 'enqueued_at')::float8 AS enqueued_at, (result #>> '{}')::float
        extract(epoch FROM finished_at)::float8 AS finished_at
 FROM pgq.jobs
 WHERE task = 'stamp' AND state = 'succeeded';
+
+-- name: clock_now
+-- The database's clock: schedules compute their ticks from it, never from a worker's.
+SELECT now();
+
+-- name: schedule_upsert_many
+-- A starting worker writes its app's schedules (%(schedules)s: a JSON array of rows).
+-- A new row is inserted; a changed one is updated, and its next_run_at replaced only
+-- when its timing (cron, every_seconds, timezone) changed; an identical one is left
+-- alone. Returns the rows inserted or changed.
+INSERT INTO pgq.schedules AS s (
+    name, task, queue, args, priority, max_attempts, cron, every_seconds, timezone, missed, next_run_at)
+SELECT r.name, r.task, r.queue, r.args, r.priority, r.max_attempts, r.cron, r.every_seconds, r.timezone,
+       r.missed, r.next_run_at
+FROM jsonb_to_recordset(%(schedules)s::jsonb) AS r(
+    name text, task text, queue text, args jsonb, priority smallint, max_attempts integer, cron text,
+    every_seconds integer, timezone text, missed text, next_run_at timestamptz)
+ON CONFLICT (name) DO UPDATE
+SET task = excluded.task, queue = excluded.queue, args = excluded.args, priority = excluded.priority,
+    max_attempts = excluded.max_attempts, cron = excluded.cron, every_seconds = excluded.every_seconds,
+    timezone = excluded.timezone, missed = excluded.missed,
+    next_run_at = CASE
+        WHEN (s.cron, s.every_seconds, s.timezone) IS DISTINCT FROM
+             (excluded.cron, excluded.every_seconds, excluded.timezone)
+        THEN excluded.next_run_at ELSE s.next_run_at END,
+    updated_at = now()
+WHERE (s.task, s.queue, s.args, s.priority, s.max_attempts, s.cron, s.every_seconds, s.timezone, s.missed)
+      IS DISTINCT FROM
+      (excluded.task, excluded.queue, excluded.args, excluded.priority, excluded.max_attempts, excluded.cron,
+       excluded.every_seconds, excluded.timezone, excluded.missed)
+RETURNING s.name, s.next_run_at, s.xmax = 0 AS inserted;
+
+-- name: schedule_lock_next_due
+-- The due schedule with the oldest tick, locked for this transaction; rows another
+-- leader is enqueueing are skipped, and one it just advanced is no longer due.
+SELECT s.*, now() AS now FROM pgq.schedules AS s
+WHERE s.next_run_at <= now() AND s.name <> ALL(%(exclude)s::text[])
+ORDER BY s.next_run_at, s.name
+LIMIT 1
+FOR UPDATE SKIP LOCKED;
+
+-- name: schedule_advance
+-- Move a locked schedule to its next tick and remember the run just enqueued (if any).
+UPDATE pgq.schedules
+SET next_run_at = %(next_run_at)s,
+    last_run_at = coalesce(%(last_run_at)s, last_run_at),
+    last_job_id = CASE WHEN %(last_run_at)s::timestamptz IS NULL THEN last_job_id ELSE %(last_job_id)s END
+WHERE name = %(name)s;
+
+-- name: schedule_next_due_in
+-- Seconds, by the database clock, until the next schedule is due (NULL: none), so the
+-- leader can wake for a schedule that repeats faster than its maintenance interval.
+SELECT extract(epoch FROM min(next_run_at) - now())::float8 AS seconds FROM pgq.schedules
+WHERE name <> ALL(%(exclude)s::text[]);
+
+-- name: schedule_list
+-- Every schedule, soonest next run first (`pgq schedules`, app.list_schedules()).
+SELECT name, task, queue, args, priority, max_attempts, cron, every_seconds, timezone, missed,
+       next_run_at, last_run_at, last_job_id, updated_at
+FROM pgq.schedules
+ORDER BY next_run_at, name;

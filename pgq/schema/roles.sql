@@ -23,12 +23,13 @@ $$;
 
 GRANT USAGE ON SCHEMA pgq TO pgq_producer, pgq_worker, pgq_reader;
 
-GRANT SELECT ON pgq.jobs, pgq.workers, pgq.leases, pgq.queues, pgq.queue_stats, pgq.alembic_version TO pgq_reader;
+GRANT SELECT ON pgq.jobs, pgq.workers, pgq.leases, pgq.queues, pgq.schedules, pgq.queue_stats,
+    pgq.alembic_version TO pgq_reader;
 
 GRANT SELECT, INSERT ON pgq.jobs TO pgq_producer;
 GRANT SELECT ON pgq.queue_stats, pgq.alembic_version TO pgq_producer;
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON pgq.jobs, pgq.workers, pgq.leases TO pgq_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgq.jobs, pgq.workers, pgq.leases, pgq.schedules TO pgq_worker;
 GRANT SELECT ON pgq.queue_stats, pgq.alembic_version TO pgq_worker;
 -- Claiming locks and updates the limit rows of limited queues; setting limits is the owner's.
 GRANT SELECT, UPDATE ON pgq.queues TO pgq_worker;

@@ -1,10 +1,15 @@
-"""Leader election: one worker at a time runs maintenance (the rescuer, and later more).
+"""Leader election: one worker at a time runs maintenance (the rescuer, the scheduler).
 
 A lease row in pgq.leases, not an advisory lock: it works through PgBouncer in
 transaction mode and can be read with SQL. The leader renews it every maintenance
 interval; it lasts three intervals, so when the leader dies another worker takes over
 within that time, and at once when the leader stops cleanly (its row and lease are
 deleted on the way out).
+
+Every interval the leader renews the lease and runs every duty. A duty whose result
+has a ``wake_in`` (seconds) asks to run again sooner: the scheduler does, for a
+schedule that repeats faster than the interval. Only that duty runs early; the
+others, like the rescuer, keep to the interval.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -26,6 +31,17 @@ log = logging.getLogger("pgq.leader")
 LEASE_NAME = "maintenance"
 
 Duty = Callable[[], Awaitable[object]]
+
+_MIN_WAKE = 0.05
+"""The soonest a duty may ask to run again, so a row it cannot take yet is no busy loop."""
+
+
+@runtime_checkable
+class WakeHint(Protocol):
+    """A duty's result that says when the duty wants to run next (None: at the interval)."""
+
+    @property
+    def wake_in(self) -> float | None: ...
 
 
 class Leadership:
@@ -42,14 +58,28 @@ class Leadership:
         self.ttl = dt.timedelta(seconds=3 * interval)
         self.duties = list(duties)
         self.is_leader = False
+        self._wake_at: dict[int, float] = {}
+        """Duty index -> loop time at which it asked to run again before the next round."""
 
     async def run(self) -> None:
-        """Every interval: hold (or try to take) the lease; as leader, do each duty."""
+        """Every interval: hold (or try to take) the lease; as leader, do each duty.
+
+        Between rounds, a duty that asked to run sooner runs alone at that time.
+        """
+        loop = asyncio.get_running_loop()
         while True:
             # A database outage is logged by the worker; the lease simply lapses meanwhile.
             with contextlib.suppress(psycopg.OperationalError):
                 await self.tick()
-            await asyncio.sleep(self.interval)
+            next_round = loop.time() + self.interval
+            while (now := loop.time()) < next_round:
+                early = min(self._wake_at.items(), key=lambda item: item[1], default=None)
+                if early is None or early[1] >= next_round:
+                    await asyncio.sleep(next_round - now)
+                    break
+                await asyncio.sleep(max(0.0, early[1] - now))
+                with contextlib.suppress(psycopg.OperationalError):
+                    await self._run_duty(early[0])
 
     async def tick(self) -> None:
         """One round: acquire or renew, then run the duties if leading."""
@@ -60,12 +90,23 @@ class Leadership:
             self.is_leader = held
             log.info("worker %s %s the maintenance leader", self.worker_id, "is now" if held else "is no longer")
         if not held:
+            self._wake_at.clear()
             return
-        for duty in self.duties:
-            try:
-                await duty()
-            except psycopg.OperationalError:
-                raise
-            except Exception:
-                name = getattr(duty, "__qualname__", duty)
-                log.exception("maintenance duty %s failed; it runs again next interval", name)
+        for index in range(len(self.duties)):
+            await self._run_duty(index)
+
+    async def _run_duty(self, index: int) -> None:
+        """Run one duty; remember when it wants to run again, if it said so."""
+        duty = self.duties[index]
+        self._wake_at.pop(index, None)
+        try:
+            result = await duty()
+        except psycopg.OperationalError:
+            raise
+        except Exception:
+            name = getattr(duty, "__qualname__", duty)
+            log.exception("maintenance duty %s failed; it runs again next interval", name)
+            return
+        if isinstance(result, WakeHint) and result.wake_in is not None:
+            loop = asyncio.get_running_loop()
+            self._wake_at[index] = loop.time() + max(_MIN_WAKE, result.wake_in)

@@ -47,6 +47,7 @@ from pgq.worker.listener import Listener
 from pgq.worker.progress import ProgressWriter
 from pgq.worker.pruner import Pruner
 from pgq.worker.rescuer import Rescuer
+from pgq.worker.scheduler import Scheduler
 
 log = logging.getLogger("pgq.worker")
 
@@ -194,8 +195,14 @@ class Worker:
         )
         await pool.open(wait=True, timeout=30)
         await self._heartbeat()  # registered in pgq.workers before the first claim
+        scheduler = Scheduler(pool)
+        await scheduler.register(self.app.schedules.values(), self.app.tasks)  # in pgq.schedules before it leads
         self._signal_handlers(install=True)
-        duties = [Rescuer(pool, self.settings.rescue_after).run_once, Pruner(pool, self.settings).run_once]
+        duties = [
+            Rescuer(pool, self.settings.rescue_after).run_once,
+            Pruner(pool, self.settings).run_once,
+            scheduler.run_once,
+        ]
         self.leadership = Leadership(pool, self.id, self.settings.maintenance_interval, duties)
         background: list[asyncio.Task[None]] = [
             asyncio.create_task(self._heartbeat_loop()),
