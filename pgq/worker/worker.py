@@ -56,10 +56,6 @@ _PROGRESS_INTERVAL = 0.5
 _WRITE_RETRY_SECONDS = 300.0
 
 
-def _new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 @dataclasses.dataclass(slots=True)
 class _Running:
     job: Job
@@ -131,7 +127,8 @@ class Worker:
         self.app = app
         self.settings: Settings = settings
         self.queues = list(settings.queues)
-        self.id = _new_worker_id()
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self._running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -368,8 +365,8 @@ class Worker:
         ids = list(self._running)
         params = {
             "worker_id": self.id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
+            "host": self.host,
+            "pid": self.pid,
             "queues": self.queues,
             "concurrency": self.settings.concurrency,
             "ids": ids,
