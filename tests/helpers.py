@@ -115,3 +115,16 @@ class WorkerProcesses:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(10)
+
+
+def success_params(job_id: int, attempt: int, worker_id: str, result: str = "1") -> dict[str, Any]:
+    """Parameters of job_record_outcomes that record one success (``result`` is JSON text)."""
+    return {
+        "worker_id": worker_id,
+        "ids": [job_id],
+        "attempts": [attempt],
+        "kinds": ["succeeded"],
+        "results": [result],
+        "errors": [None],
+        "retry_in": [None],
+    }

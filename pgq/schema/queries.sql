@@ -144,41 +144,40 @@ WITH allowance AS (
 )
 SELECT * FROM claimed;
 
--- name: job_set_succeeded
--- Record a result, only for the same attempt still running on this worker.
-UPDATE pgq.jobs
-SET state = 'succeeded', result = %(result)s, finished_at = now(), heartbeat_at = NULL
-WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND worker_id = %(worker_id)s
-RETURNING id;
-
--- name: job_set_failed
--- A failed attempt: back to 'retrying' at run_at = now() + delay, or 'failed' when
--- %(retry_in)s is NULL, or 'cancelled' when a cancel was requested meanwhile. The
--- error entry is appended; guarded like job_set_succeeded.
-UPDATE pgq.jobs
+-- name: job_record_outcomes
+-- Record how a batch of attempts ended, one statement for many jobs (the worker's
+-- completer). Each outcome is guarded: the same id and attempt still running on this
+-- worker, so a late write (the job was rescued, handed back or cancelled meanwhile)
+-- changes nothing and is missing from the answer. Kinds:
+--   succeeded: the result is stored;
+--   failed:    back to 'retrying' at now() + retry_in seconds, or 'failed' when
+--              retry_in is NULL, or 'cancelled' when a cancel was requested meanwhile;
+--   cancelled: the task stopped at its cancel request.
+-- Failures and cancels append their error entry. The state is decided from the row as
+-- locked (a cancel request that lands first wins), and the caller passes ids sorted, so
+-- rows are locked in id order like the heartbeat's and the two never deadlock.
+UPDATE pgq.jobs AS j
 SET state = CASE
-        WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
-        WHEN %(retry_in)s::interval IS NULL THEN 'failed'
+        WHEN o.kind = 'succeeded' THEN 'succeeded'
+        WHEN o.kind = 'cancelled' OR j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+        WHEN o.retry_in IS NULL THEN 'failed'
         ELSE 'retrying' END,
+    result = CASE WHEN o.kind = 'succeeded' THEN o.result::jsonb ELSE j.result END,
     run_at = CASE
-        WHEN cancel_requested_at IS NULL AND %(retry_in)s::interval IS NOT NULL THEN now() + %(retry_in)s::interval
-        ELSE run_at END,
-    finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR %(retry_in)s::interval IS NULL THEN now() END,
+        WHEN o.kind = 'failed' AND j.cancel_requested_at IS NULL AND o.retry_in IS NOT NULL
+        THEN now() + make_interval(secs => o.retry_in) ELSE j.run_at END,
+    finished_at = CASE
+        WHEN o.kind = 'failed' AND j.cancel_requested_at IS NULL AND o.retry_in IS NOT NULL
+        THEN NULL ELSE now() END,
     heartbeat_at = NULL,
-    worker_id = NULL,
-    errors = errors || jsonb_build_array(
-        jsonb_build_object('attempt', attempt, 'at', now()) || %(error)s::jsonb)
-WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND worker_id = %(worker_id)s
-RETURNING id, state;
-
--- name: job_set_cancelled
--- A running job stopped at its cancel request; guarded like job_set_succeeded.
-UPDATE pgq.jobs
-SET state = 'cancelled', finished_at = now(), heartbeat_at = NULL,
-    errors = errors || jsonb_build_array(
-        jsonb_build_object('attempt', attempt, 'at', now()) || %(error)s::jsonb)
-WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND worker_id = %(worker_id)s
-RETURNING id, state;
+    worker_id = CASE WHEN o.kind = 'failed' THEN NULL ELSE j.worker_id END,
+    errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(
+        jsonb_build_object('attempt', j.attempt, 'at', now()) || o.error::jsonb) END
+FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(kinds)s::text[],
+            %(results)s::text[], %(errors)s::text[], %(retry_in)s::float8[])
+    AS o(id, attempt, kind, result, error, retry_in)
+WHERE j.id = o.id AND j.state = 'running' AND j.attempt = o.attempt AND j.worker_id = %(worker_id)s
+RETURNING j.id, j.state;
 
 -- name: job_requeue_unfinished
 -- A worker shutting down hands its unfinished jobs back and wakes the other workers.
@@ -200,10 +199,17 @@ WITH me AS (
     VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s)
     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
     RETURNING id
-), beat AS (
-    UPDATE pgq.jobs SET heartbeat_at = now()
+), mine AS (
+    -- Locked in id order, like job_record_outcomes, so the two never deadlock.
+    SELECT id FROM pgq.jobs
     WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s
-    RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested
+    ORDER BY id
+    FOR UPDATE
+), beat AS (
+    UPDATE pgq.jobs AS j SET heartbeat_at = now()
+    FROM mine
+    WHERE j.id = mine.id AND j.state = 'running' AND j.worker_id = %(worker_id)s
+    RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
 )
 SELECT id, cancel_requested FROM beat;
 

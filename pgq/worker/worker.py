@@ -23,24 +23,16 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
 
-from pgq import _db, _json
+from pgq import _db
 from pgq._queries import QUERIES
 from pgq.app import App
 from pgq.context import JobContext
 from pgq.errors import ConfigError
 from pgq.job import Job
 from pgq.settings import Settings
+from pgq.worker.completer import Completer
 from pgq.worker.executor import Outcome, execute
 from pgq.worker.leader import Leadership
 from pgq.worker.listener import Listener
@@ -53,7 +45,8 @@ log = logging.getLogger("pgq.worker")
 
 _PROMOTE_BATCH = 1000
 _PROGRESS_INTERVAL = 0.5
-_WRITE_RETRY_SECONDS = 300.0
+_MAX_OUTCOME_BATCH = 500
+_FINAL_WRITE_SECONDS = 10.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,11 +56,6 @@ class _Running:
     task: asyncio.Task[None]
     executed: bool = False
     """The task has returned; only the outcome write is left."""
-
-
-def _exception(state: RetryCallState) -> BaseException:
-    error = state.outcome.exception() if state.outcome else None
-    return error or RuntimeError("unknown error")
 
 
 class _Outage:
@@ -134,6 +122,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._more_work = True
+        self._executing = 0
+        self._check_due = True
+        self._due_check_at = 0.0
+        self._completer: Completer | None = None
+        self._completer_task: asyncio.Task[None] | None = None
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._outage = _Outage(app.dsn)
         self._claim_backoff = 0.0
@@ -143,8 +136,9 @@ class Worker:
     # -- control ------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Something may be claimable: a NOTIFY arrived or a slot freed up."""
+        """A NOTIFY arrived: new jobs, or scheduled ones whose due time may be sooner."""
         self._more_work = True
+        self._check_due = True
         self._wake.set()
 
     def cancel(self, job_id: int) -> None:
@@ -192,6 +186,13 @@ class Worker:
         )
         await pool.open(wait=True, timeout=30)
         await self._heartbeat()  # registered in pgq.workers before the first claim
+        self._completer = Completer(
+            pool,
+            self.id,
+            max_batch=_MAX_OUTCOME_BATCH,
+            on_outage=self._outage.failed,
+            on_written=self._outcomes_written,
+        )
         scheduler = Scheduler(pool)
         await scheduler.register(self.app.schedules.values(), self.app.tasks)  # in pgq.schedules before it leads
         self._signal_handlers(install=True)
@@ -201,6 +202,7 @@ class Worker:
             scheduler.run_once,
         ]
         self.leadership = Leadership(pool, self.id, self.settings.maintenance_interval, duties)
+        self._completer_task = asyncio.create_task(self._completer.run())
         background: list[asyncio.Task[None]] = [
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self.leadership.run()),
@@ -232,11 +234,13 @@ class Worker:
     async def _fill_slots(self) -> float:
         """Claim jobs into free slots; return how long to sleep before looking again."""
         poll = self.settings.poll_interval
-        free = self.settings.concurrency - len(self._running)
-        if free <= 0:
-            return poll
+        free = self.settings.concurrency - self._executing
+        assert self._completer is not None
+        if free <= 0 or self._completer.backlog >= _MAX_OUTCOME_BATCH:
+            return poll  # a finished job or a written batch of outcomes wakes the loop
+        check_due = self._check_due or time.monotonic() >= self._due_check_at
         try:
-            jobs, next_due_in = await self._claim(free)
+            jobs, next_due_in = await self._claim(free, check_due=check_due)
         except psycopg.OperationalError as exc:
             self._outage.failed("claiming jobs", exc)
             # Back off from 50 ms up to the poll interval while the outage lasts.
@@ -248,24 +252,33 @@ class Worker:
             self._start(job)
         # A full batch means more may be waiting: look again as soon as a slot frees.
         self._more_work = len(jobs) == free
-        if next_due_in is not None:
-            return max(0.0, min(poll, next_due_in))
-        return poll
+        if check_due:
+            sleep_for = poll if next_due_in is None else max(0.0, min(poll, next_due_in))
+            self._due_check_at = time.monotonic() + sleep_for
+            self._check_due = False
+        return max(0.0, self._due_check_at - time.monotonic())
 
-    async def _claim(self, limit: int) -> tuple[list[Job], float | None]:
-        """Promote due jobs, claim, and read the next due time: one round trip."""
+    async def _claim(self, limit: int, *, check_due: bool) -> tuple[list[Job], float | None]:
+        """Claim, in one round trip; with ``check_due`` also promote the scheduled and
+        retrying jobs whose time has come and read when the next one is due.
+
+        Promotion runs when a NOTIFY, a retry or the due timer asks for it, not on the
+        claims a busy worker makes each time a slot frees: those would scan the due
+        index again and again for nothing.
+        """
         assert self._pool is not None
         async with self._pool.connection() as conn, conn.pipeline():
-            promote = conn.cursor()
             claim = conn.cursor(row_factory=dict_row)
             due = conn.cursor()
-            await promote.execute(QUERIES["job_promote_due"], {"limit": _PROMOTE_BATCH})
+            if check_due:
+                await conn.execute(QUERIES["job_promote_due"], {"limit": _PROMOTE_BATCH})
             async with conn.transaction():  # queue limits: lock first, then count and claim
                 await conn.execute(QUERIES["queue_lock_limited"], {"queues": self.queues})
                 await claim.execute(QUERIES["job_claim"], {"queues": self.queues, "limit": limit, "worker_id": self.id})
-            await due.execute(QUERIES["job_next_due_in"], {"queues": self.queues})
+            if check_due:
+                await due.execute(QUERIES["job_next_due_in"], {"queues": self.queues})
             rows = await claim.fetchall()
-            due_row = await due.fetchone()
+            due_row = await due.fetchone() if check_due else None
         jobs = sorted((Job(**r) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
         return jobs, (due_row[0] if due_row else None)
 
@@ -276,17 +289,24 @@ class Worker:
         ctx = JobContext(job, self.id, progress)
         task = asyncio.create_task(self._process(ctx, progress), name=f"pgq-job-{job.id}")
         self._running[job.id] = _Running(job, ctx, task)
+        self._executing += 1
 
     async def _process(self, ctx: JobContext, progress: ProgressWriter) -> None:
         job = ctx.job
+        running = self._running[job.id]
         try:
-            outcome = await execute(self.app, ctx)
-            progress.close()
-            if (running := self._running.get(job.id)) is not None:
-                running.executed = True
+            try:
+                outcome = await execute(self.app, ctx)
+            finally:
+                progress.close()
+                self._executing -= 1  # the slot is free; the outcome waits in the completer
+                if self._more_work:
+                    self._wake.set()
+            running.executed = True
             await self._record(job, outcome)
             if outcome.retry_in is not None:
-                self._wake.set()  # recompute the next due time, which may now be this retry
+                self._check_due = True  # the next due time may now be this retry's
+                self._wake.set()
         except Exception:
             # The database stayed unreachable past the write retries: the job stays
             # 'running' and its heartbeat stops, so it is rescued, never lost.
@@ -294,38 +314,16 @@ class Worker:
         finally:
             self._running.pop(job.id, None)
             self.jobs_done += 1
-            if self._more_work:
-                self._wake.set()
+
+    def _outcomes_written(self) -> None:
+        self._outage.ok()
+        if self._more_work:
+            self._wake.set()  # a claim held back by a full outcome backlog may go ahead
 
     async def _record(self, job: Job, outcome: Outcome) -> None:
-        """Write the outcome, guarded by (id, attempt, worker); retried on lost connections."""
-        if outcome.succeeded:
-            query = QUERIES["job_set_succeeded"]
-            params: dict[str, Any] = {"result": Jsonb(outcome.result, dumps=_json.dumps)}
-        elif outcome.cancelled:
-            query = QUERIES["job_set_cancelled"]
-            params = {"error": Jsonb(outcome.error, dumps=_json.dumps)}
-        else:
-            query = QUERIES["job_set_failed"]
-            params = {
-                "error": Jsonb(outcome.error, dumps=_json.dumps),
-                "retry_in": None if outcome.retry_in is None else f"{outcome.retry_in} seconds",
-            }
-        params.update(id=job.id, attempt=job.attempt, worker_id=self.id)
-        assert self._pool is not None
-        pool = self._pool
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(psycopg.OperationalError),
-            wait=wait_exponential(multiplier=0.1, max=5) + wait_random(0, 0.1),
-            stop=stop_after_delay(_WRITE_RETRY_SECONDS),
-            before_sleep=lambda state: self._outage.failed(f"recording job {job.id}", _exception(state)),
-            reraise=True,
-        ):
-            with attempt:
-                async with pool.connection() as conn:
-                    row = await (await conn.execute(query, params)).fetchone()
-        self._outage.ok()
-        if row is None:
+        """Hand the outcome to the completer and wait until it is written or rejected."""
+        assert self._completer is not None
+        if not await self._completer.record(job, outcome):
             log.warning(
                 "job %d attempt %d: late outcome rejected, the job is no longer running on this worker "
                 "(rescued, cancelled or handed back meanwhile)",
@@ -411,12 +409,15 @@ class Worker:
                 done, _ = await asyncio.wait({*pending, hurry}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 pending.difference_update(done)
             hurry.cancel()
-            unfinished = [job_id for job_id, r in self._running.items() if r.task in pending]
+            # Jobs that ran to the end keep their outcome (it is in the completer);
+            # only the interrupted ones go back to the queue.
+            unfinished = [job_id for job_id, r in self._running.items() if r.task in pending and not r.executed]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             if unfinished:
                 await self._hand_back(unfinished)
+        await self._finish_writes()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -429,6 +430,20 @@ class Worker:
                 log.warning("could not remove this worker's row (%s); the leader will", type(exc).__name__)
             await self._pool.close()
         log.info("worker %s stopped after %d job(s)", self.id, self.jobs_done)
+
+    async def _finish_writes(self) -> None:
+        """Let the completer write the outcomes it holds, for a bounded time."""
+        if self._completer is None or self._completer_task is None:
+            return
+        self._completer.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._completer_task), _FINAL_WRITE_SECONDS)
+        except TimeoutError:
+            self._completer_task.cancel()
+            log.error(
+                "could not record the outcome of jobs %s before stopping; they stay running until rescued",
+                self._completer.unwritten(),
+            )
 
     async def _hand_back(self, job_ids: list[int]) -> None:
         """Put jobs interrupted by shutdown back to 'queued', attempt not counted."""

@@ -9,12 +9,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 import pgq
 from pgq._queries import QUERIES
 from tests.faults import FAST
-from tests.helpers import WorkerProcesses, count_rows, read_runs, wait_until
+from tests.helpers import WorkerProcesses, count_rows, read_runs, success_params, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -59,10 +58,8 @@ def test_completion_that_wins_the_race_with_the_rescuer_stays_succeeded(dsn: str
     with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn, autocommit=True) as rescuer:
         job_id = _running_stale_job(conn)
         with conn.transaction():  # the completion has the row locked, not yet committed
-            done = conn.execute(
-                QUERIES["job_set_succeeded"], {"id": job_id, "attempt": 1, "worker_id": "w1", "result": Jsonb(1)}
-            ).fetchall()
-            assert done == [(job_id,)]
+            done = conn.execute(QUERIES["job_record_outcomes"], success_params(job_id, 1, "w1")).fetchall()
+            assert done == [(job_id, "succeeded")]
             assert rescuer.execute(QUERIES["job_rescue_stale"], STALE).fetchall() == []  # skipped, not waited
         assert rescuer.execute(QUERIES["job_rescue_stale"], STALE).fetchall() == []  # and not stale any more
     assert count_rows(dsn, "state = 'succeeded' AND result = '1' AND errors = '[]'") == 1
@@ -77,8 +74,8 @@ def test_completion_that_loses_the_race_with_the_rescuer_is_rejected(dsn: str) -
             assert [r[:2] for r in rescued] == [(job_id, "retrying")]
 
             def complete() -> None:  # blocks on the row lock until the rescue commits
-                params = {"id": job_id, "attempt": 1, "worker_id": "w1", "result": Jsonb(1)}
-                outcome.append(late.execute(QUERIES["job_set_succeeded"], params).fetchall())
+                params = success_params(job_id, 1, "w1")
+                outcome.append(late.execute(QUERIES["job_record_outcomes"], params).fetchall())
 
             thread = threading.Thread(target=complete)
             thread.start()

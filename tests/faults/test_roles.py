@@ -10,6 +10,7 @@ import pytest
 import pgq
 from pgq._queries import QUERIES
 from tests.conftest import pgq_cli
+from tests.helpers import success_params
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -73,10 +74,8 @@ def test_worker_can_claim_and_maintain_but_not_run_ddl(dsn: str, as_role: object
     assert len(claimed) == 1
     conn.execute(QUERIES["lease_acquire"], {"name": "maintenance", "worker_id": "w", "ttl": "1 second"})
     conn.execute(QUERIES["job_rescue_stale"], {"lease": "1 hour", "limit": 10})
-    row = conn.execute(
-        QUERIES["job_set_succeeded"], {"id": job.id, "attempt": 1, "worker_id": "w", "result": "1"}
-    ).fetchone()
-    assert row == (job.id,)
+    row = conn.execute(QUERIES["job_record_outcomes"], success_params(job.id, 1, "w")).fetchone()
+    assert row == (job.id, "succeeded")
     assert _denied(conn, "CREATE TABLE pgq.mine (x int)")
     assert _denied(conn, "DROP TABLE pgq.jobs")
     assert _denied(conn, "ALTER TABLE pgq.jobs ADD COLUMN x int")

@@ -1,0 +1,152 @@
+"""Writes job outcomes in batches: one UPDATE for every outcome that is waiting.
+
+A commit costs a WAL flush, so one statement per finished job caps a worker at the
+disk's flush rate. Outcomes are queued here and a single writer takes all of them at
+once: while one batch is being written the next one gathers, so a busy worker writes
+big batches and an idle one writes a lone outcome at once, with no timer to wait for.
+
+Nothing is lost: a caller's ``record`` returns only after its outcome is committed
+(or rejected as late), a batch that hits a lost connection is retried with backoff,
+and the worker keeps heartbeating jobs whose outcome is not written yet, so a long
+outage ends in a rescue, never in a silently dropped result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from pgq import _json
+from pgq._queries import QUERIES
+from pgq.job import Job
+from pgq.worker.executor import Outcome
+
+log = logging.getLogger("pgq.worker")
+
+WRITE_RETRY_SECONDS = 300.0
+"""How long a batch keeps being retried through an outage before its jobs are left to the rescuer."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    job: Job
+    outcome: Outcome
+    written: asyncio.Future[bool]
+
+
+def _kind(outcome: Outcome) -> str:
+    if outcome.succeeded:
+        return "succeeded"
+    return "cancelled" if outcome.cancelled else "failed"
+
+
+def _exception(state: RetryCallState) -> BaseException:
+    error = state.outcome.exception() if state.outcome else None
+    return error or RuntimeError("unknown error")
+
+
+class Completer:
+    """Batches outcomes of one worker into ``job_record_outcomes`` statements."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        worker_id: str,
+        *,
+        max_batch: int,
+        on_outage: Callable[[str, BaseException], None],
+        on_written: Callable[[], None],
+    ) -> None:
+        self.pool = pool
+        self.worker_id = worker_id
+        self.max_batch = max_batch
+        self._on_outage = on_outage
+        self._on_written = on_written
+        self._queue: list[_Pending] = []
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._retrying = AsyncRetrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=wait_exponential(multiplier=0.1, max=5) + wait_random(0, 0.1),
+            stop=stop_after_delay(WRITE_RETRY_SECONDS),
+            before_sleep=lambda state: self._on_outage("recording job outcomes", _exception(state)),
+            reraise=True,
+        )
+
+    @property
+    def backlog(self) -> int:
+        """Outcomes waiting for the writer (the worker claims nothing while this is a full batch)."""
+        return len(self._queue)
+
+    async def record(self, job: Job, outcome: Outcome) -> bool:
+        """Queue an outcome and wait until it is written: False means it was rejected as late."""
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(job, outcome, written))
+        self._ready.set()
+        # Shielded: a cancelled caller (a hurried shutdown) must not withdraw an
+        # outcome that may already be on its way to the database.
+        return await asyncio.shield(written)
+
+    async def run(self) -> None:
+        """The single writer: runs until ``close()``, and writes what is queued before it ends."""
+        while not (self._closing and not self._queue):
+            await self._ready.wait()
+            self._ready.clear()
+            await self.flush()
+
+    def close(self) -> None:
+        """Stop once everything queued is written (the worker waits for that, with a time limit)."""
+        self._closing = True
+        self._ready.set()
+
+    def unwritten(self) -> list[int]:
+        """Ids of jobs whose outcome is still queued."""
+        return [item.job.id for item in self._queue]
+
+    async def flush(self) -> None:
+        """Write everything queued now, a batch at a time."""
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            try:
+                accepted = await self._write(batch)
+            except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error
+                for item in batch:
+                    if not item.written.done():
+                        item.written.set_exception(exc)
+                continue
+            for item in batch:
+                if not item.written.done():
+                    item.written.set_result(item.job.id in accepted)
+            self._on_written()
+
+    async def _write(self, batch: list[_Pending]) -> set[int]:
+        # Rows are locked in id order, like the heartbeat's, so the two never deadlock.
+        batch.sort(key=lambda item: item.job.id)
+        params = {
+            "worker_id": self.worker_id,
+            "ids": [item.job.id for item in batch],
+            "attempts": [item.job.attempt for item in batch],
+            "kinds": [_kind(item.outcome) for item in batch],
+            "results": [_json.dumps(item.outcome.result) if item.outcome.succeeded else None for item in batch],
+            "errors": [None if item.outcome.error is None else _json.dumps(item.outcome.error) for item in batch],
+            "retry_in": [item.outcome.retry_in for item in batch],
+        }
+        async for attempt in self._retrying.copy():
+            with attempt:
+                async with self.pool.connection() as conn:
+                    rows = await (await conn.execute(QUERIES["job_record_outcomes"], params)).fetchall()
+        return {row[0] for row in rows}
