@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -11,7 +12,7 @@ import psycopg
 import pytest
 
 from pgq._db import SCHEMA_HEAD
-from pgq._queries import QUERIES, schema_sql
+from pgq._queries import schema_sql
 from pgq.migrate import migrate
 from tests.conftest import ROOT, pgq_cli
 
@@ -43,6 +44,17 @@ def test_check_constraints_reject_impossible_rows(conn: Conn, columns: dict[str,
     assert info.value.diag.constraint_name == constraint
 
 
+def _claim_query_prepared(conn: Conn) -> str:
+    """PREPARE claim(...) AS the query inside pgq.claim_jobs, as installed: EXPLAIN of a
+    function call does not show the plans of the statements it runs."""
+    row = conn.execute("SELECT prosrc FROM pg_proc WHERE oid = 'pgq.claim_jobs'::regproc").fetchone()
+    assert row is not None
+    query = row[0].split("RETURN QUERY", 1)[1].rsplit("END;", 1)[0].strip().rstrip(";")
+    for n, name in enumerate(("claim_queues", "claim_limit", "claim_worker"), start=1):
+        query = re.sub(rf"\b{name}\b", f"${n}", query)
+    return f"PREPARE claim(text[], integer, text) AS {query}"
+
+
 def test_claim_uses_the_partial_index_with_100k_future_jobs_ahead_in_priority(conn: Conn) -> None:
     # 100k scheduled jobs with a better priority than the ready ones: they must not
     # stand in front of the ready rows in the index the claim walks.
@@ -52,9 +64,10 @@ def test_claim_uses_the_partial_index_with_100k_future_jobs_ahead_in_priority(co
     )
     conn.execute("INSERT INTO pgq.jobs (task, state) SELECT 't', 'queued' FROM generate_series(1, 50)")
     conn.execute("ANALYZE pgq.jobs")
-    params = {"queues": ["default"], "limit": 10, "worker_id": "explain"}
     with conn.transaction(force_rollback=True):
-        row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["job_claim"], params).fetchone()
+        conn.execute(_claim_query_prepared(conn))
+        explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim(ARRAY['default'], 10, 'x')"
+        row = conn.execute(explain).fetchone()
     assert row is not None
     plan = json.dumps(row[0])
     assert '"Index Name": "jobs_claim_idx"' in plan

@@ -88,61 +88,10 @@ FROM (SELECT DISTINCT queue FROM due) AS q;
 SELECT extract(epoch FROM min(run_at) - now())::float8 AS seconds FROM pgq.jobs
 WHERE state IN ('scheduled', 'retrying') AND queue = ANY(%(queues)s::text[]);
 
--- name: queue_lock_limited
--- Before a claim: lock the limit rows of these queues (only queues that have limits),
--- so that claimers of a limited queue take turns and each one's claim statement (a new
--- snapshot, after the lock) counts the jobs the previous one started.
-SELECT queue FROM pgq.queues
-WHERE queue = ANY(%(queues)s::text[]) AND (max_running IS NOT NULL OR rate_limit IS NOT NULL)
-ORDER BY queue
-FOR UPDATE;
-
 -- name: job_claim
--- Claim up to %(limit)s ready jobs from these queues for one worker: best priority
--- (lowest number) first, then oldest run_at, then id. The attempt is counted here, at
--- claim, so a job that kills its worker cannot loop forever. A queue with limits in
--- pgq.queues gets no more than its free running slots and its remaining start rate.
-WITH allowance AS (
-    SELECT q.name,
-        least(
-            %(limit)s,
-            CASE WHEN l.max_running IS NULL THEN %(limit)s ELSE l.max_running - (
-                SELECT count(*) FROM pgq.jobs AS r WHERE r.state = 'running' AND r.queue = q.name) END,
-            CASE WHEN l.rate_limit IS NULL THEN %(limit)s ELSE l.rate_limit - (
-                SELECT count(*) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > now() - l.rate_period) END
-        ) AS slots
-    FROM unnest(%(queues)s::text[]) AS q(name)
-    LEFT JOIN pgq.queues AS l ON l.queue = q.name
-), candidates AS (
-    -- One ordered index scan per queue, skipping rows other workers are claiming.
-    SELECT c.id, c.priority, c.run_at
-    FROM allowance AS a
-    CROSS JOIN LATERAL (
-        SELECT id, priority, run_at FROM pgq.jobs
-        WHERE state = 'queued' AND queue = a.name
-        ORDER BY priority, run_at, id
-        LIMIT greatest(a.slots, 0)
-        FOR UPDATE SKIP LOCKED
-    ) AS c
-    ORDER BY c.priority, c.run_at, c.id
-    LIMIT %(limit)s
-), claimed AS (
-    UPDATE pgq.jobs AS j
-    SET state = 'running', attempt = j.attempt + 1, started_at = now(), heartbeat_at = now(),
-        worker_id = %(worker_id)s, progress = NULL
-    FROM candidates
-    WHERE j.id = candidates.id
-    RETURNING j.*
-), rate_counted AS (
-    -- Rate-limited queues remember these starts (and forget those out of the window).
-    UPDATE pgq.queues AS l
-    SET recent_starts = coalesce(
-            (SELECT array_agg(s.at) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > now() - l.rate_period),
-            '{}') || array_fill(now(), ARRAY[n.started])
-    FROM (SELECT queue, count(*)::int AS started FROM claimed GROUP BY queue) AS n
-    WHERE l.queue = n.queue AND l.rate_limit IS NOT NULL
-)
-SELECT * FROM claimed;
+-- Claim up to %(limit)s ready jobs from these queues for one worker (pgq.claim_jobs in
+-- schema.sql says how): one statement, no explicit transaction.
+SELECT * FROM pgq.claim_jobs(%(queues)s::text[], %(limit)s::integer, %(worker_id)s::text);
 
 -- name: job_record_outcomes
 -- Record how a batch of attempts ended, one statement for many jobs (the worker's

@@ -267,18 +267,19 @@ class Worker:
         index again and again for nothing.
         """
         assert self._pool is not None
-        async with self._pool.connection() as conn, conn.pipeline():
+        claim_params = {"queues": self.queues, "limit": limit, "worker_id": self.id}
+        async with self._pool.connection() as conn:
             claim = conn.cursor(row_factory=dict_row)
-            due = conn.cursor()
-            if check_due:
-                await conn.execute(QUERIES["job_promote_due"], {"limit": _PROMOTE_BATCH})
-            async with conn.transaction():  # queue limits: lock first, then count and claim
-                await conn.execute(QUERIES["queue_lock_limited"], {"queues": self.queues})
-                await claim.execute(QUERIES["job_claim"], {"queues": self.queues, "limit": limit, "worker_id": self.id})
-            if check_due:
-                await due.execute(QUERIES["job_next_due_in"], {"queues": self.queues})
-            rows = await claim.fetchall()
-            due_row = await due.fetchone() if check_due else None
+            if not check_due:
+                await claim.execute(QUERIES["job_claim"], claim_params)
+                rows, due_row = await claim.fetchall(), None
+            else:
+                async with conn.pipeline():
+                    due = conn.cursor()
+                    await conn.execute(QUERIES["job_promote_due"], {"limit": _PROMOTE_BATCH})
+                    await claim.execute(QUERIES["job_claim"], claim_params)
+                    await due.execute(QUERIES["job_next_due_in"], {"queues": self.queues})
+                    rows, due_row = await claim.fetchall(), await due.fetchone()
         jobs = sorted((Job(**r) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
         return jobs, (due_row[0] if due_row else None)
 
