@@ -15,8 +15,27 @@ BEGIN
     ORDER BY l.queue
     FOR UPDATE;
     -- Best priority (lowest number) first, then oldest run_at, then id. The attempt is
-    -- counted here, at claim, so a job that kills its worker cannot loop forever. A
-    -- queue with limits gets no more than its free running slots and remaining rate.
+    -- counted here, at claim, so a job that kills its worker cannot loop forever.
+    IF NOT FOUND AND cardinality(claim_queues) = 1 THEN
+        -- One queue without limits, the common case: the bare claim, one index scan.
+        RETURN QUERY
+        WITH candidates AS (
+            SELECT id FROM pgq.jobs
+            WHERE state = 'queued' AND queue = claim_queues[1]
+            ORDER BY priority, run_at, id
+            LIMIT claim_limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE pgq.jobs AS j
+        SET state = 'running', attempt = j.attempt + 1, started_at = now(), heartbeat_at = now(),
+            worker_id = claim_worker, progress = NULL
+        FROM candidates
+        WHERE j.id = candidates.id
+        RETURNING j.*;
+        RETURN;
+    END IF;
+    -- Several queues, or limits: a queue with limits gets no more than its free
+    -- running slots and its remaining start rate.
     RETURN QUERY
     WITH allowance AS (
         SELECT q.name,
