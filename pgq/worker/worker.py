@@ -232,7 +232,13 @@ class Worker:
             await self._shutdown(background)
 
     async def _fill_slots(self) -> float:
-        """Claim jobs into free slots; return how long to sleep before looking again."""
+        """Claim jobs into free slots; return how long to sleep before looking again.
+
+        Promotion of scheduled and retrying jobs whose time has come, and the lookup of
+        the next due time, run when a NOTIFY, a recorded retry or the due timer asks
+        for them, after the claim (a woken worker starts its jobs first), not on the
+        claims a busy worker makes each time a slot frees.
+        """
         poll = self.settings.poll_interval
         free = self.settings.concurrency - self._executing
         assert self._completer is not None
@@ -240,7 +246,19 @@ class Worker:
             return poll  # a finished job or a written batch of outcomes wakes the loop
         check_due = self._check_due or time.monotonic() >= self._due_check_at
         try:
-            jobs, next_due_in = await self._claim(free, check_due=check_due)
+            jobs = await self._claim(free)
+            for job in jobs:
+                self._start(job)
+            # A full batch means more may be waiting: look again as soon as a slot frees.
+            self._more_work = len(jobs) == free
+            if check_due:
+                promoted, next_due_in = await self._promote_due()
+                sleep_for = poll if next_due_in is None else max(0.0, min(poll, next_due_in))
+                self._due_check_at = time.monotonic() + sleep_for
+                self._check_due = False
+                if promoted:
+                    self._more_work = True
+                    return 0.0
         except psycopg.OperationalError as exc:
             self._outage.failed("claiming jobs", exc)
             # Back off from 50 ms up to the poll interval while the outage lasts.
@@ -248,40 +266,25 @@ class Worker:
             return self._claim_backoff
         self._outage.ok()
         self._claim_backoff = 0.0
-        for job in jobs:
-            self._start(job)
-        # A full batch means more may be waiting: look again as soon as a slot frees.
-        self._more_work = len(jobs) == free
-        if check_due:
-            sleep_for = poll if next_due_in is None else max(0.0, min(poll, next_due_in))
-            self._due_check_at = time.monotonic() + sleep_for
-            self._check_due = False
         return max(0.0, self._due_check_at - time.monotonic())
 
-    async def _claim(self, limit: int, *, check_due: bool) -> tuple[list[Job], float | None]:
-        """Claim, in one round trip; with ``check_due`` also promote the scheduled and
-        retrying jobs whose time has come and read when the next one is due.
-
-        Promotion runs when a NOTIFY, a retry or the due timer asks for it, not on the
-        claims a busy worker makes each time a slot frees: those would scan the due
-        index again and again for nothing.
-        """
+    async def _claim(self, limit: int) -> list[Job]:
         assert self._pool is not None
-        claim_params = {"queues": self.queues, "limit": limit, "worker_id": self.id}
         async with self._pool.connection() as conn:
-            claim = conn.cursor(row_factory=dict_row)
-            if not check_due:
-                await claim.execute(QUERIES["job_claim"], claim_params)
-                rows, due_row = await claim.fetchall(), None
-            else:
-                async with conn.pipeline():
-                    due = conn.cursor()
-                    await conn.execute(QUERIES["job_promote_due"], {"limit": _PROMOTE_BATCH})
-                    await claim.execute(QUERIES["job_claim"], claim_params)
-                    await due.execute(QUERIES["job_next_due_in"], {"queues": self.queues})
-                    rows, due_row = await claim.fetchall(), await due.fetchone()
-        jobs = sorted((Job(**r) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
-        return jobs, (due_row[0] if due_row else None)
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(QUERIES["job_claim"], {"queues": self.queues, "limit": limit, "worker_id": self.id})
+            rows = await cur.fetchall()
+        return sorted((Job(**r) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
+
+    async def _promote_due(self) -> tuple[bool, float | None]:
+        """Queue the due scheduled and retrying jobs; say whether there were any, and in
+        how many seconds the next one is due (None: none), in one round trip."""
+        assert self._pool is not None
+        async with self._pool.connection() as conn, conn.pipeline():
+            promote = await conn.execute(QUERIES["job_promote_due"], {"limit": _PROMOTE_BATCH})
+            due = await conn.execute(QUERIES["job_next_due_in"], {"queues": self.queues})
+            promoted, due_row = await promote.fetchall(), await due.fetchone()
+        return bool(promoted), (due_row[0] if due_row else None)
 
     def _start(self, job: Job) -> None:
         log.info("job %d %s started (attempt %d/%d)", job.id, job.task, job.attempt, job.max_attempts)
