@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import math
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,8 +30,9 @@ class JobContext:
         self.job = job
         self.worker_id = worker_id
         self._progress = progress
-        # A threading.Event, not an asyncio one: sync tasks poll it from their thread.
-        self._cancel = threading.Event()
+        # A plain flag: set on the worker's loop, read by sync tasks from their thread
+        # (an attribute read needs no lock), and far cheaper per job than an Event.
+        self._cancel = False
         self._on_cancel: Callable[[], object] | None = None
 
     @property
@@ -46,11 +46,11 @@ class JobContext:
     @property
     def cancel_requested(self) -> bool:
         """True once ``app.cancel()`` reached this running job. Sync tasks should check it."""
-        return self._cancel.is_set()
+        return self._cancel
 
     def raise_if_cancelled(self) -> None:
         """Stop here (the job ends ``cancelled``) if a cancel was requested."""
-        if self._cancel.is_set():
+        if self._cancel:
             raise JobCancelledError(f"job {self.job.id} was cancelled while running")
 
     async def progress(self, percent: float, message: str | None = None) -> None:
@@ -71,14 +71,14 @@ class JobContext:
 
     def request_cancel(self) -> None:
         """Worker side: flag the request and interrupt an async task at its next await."""
-        self._cancel.set()
+        self._cancel = True
         if self._on_cancel is not None:
             self._on_cancel()
 
     def on_cancel(self, callback: Callable[[], object]) -> None:
         """Executor side: how to interrupt the task (cancel its asyncio task)."""
         self._on_cancel = callback
-        if self._cancel.is_set():
+        if self._cancel:
             callback()
 
 

@@ -5,16 +5,15 @@ disk's flush rate. Outcomes are queued here and a single writer takes all of the
 once: while one batch is being written the next one gathers, so a busy worker writes
 big batches and an idle one writes a lone outcome at once, with no timer to wait for.
 
-Nothing is lost: a caller's ``record`` returns only after its outcome is committed
-(or rejected as late), a batch that hits a lost connection is retried with backoff,
-and the worker keeps heartbeating jobs whose outcome is not written yet, so a long
-outage ends in a rescue, never in a silently dropped result.
+Nothing is lost: the worker learns of each outcome when it is committed (or rejected
+as late), a batch that hits a lost connection is retried with backoff, and the worker
+keeps heartbeating jobs whose outcome is not written yet, so a long outage ends in a
+rescue, never in a silently dropped result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -41,11 +40,7 @@ WRITE_RETRY_SECONDS = 300.0
 """How long a batch keeps being retried through an outage before its jobs are left to the rescuer."""
 
 
-@dataclasses.dataclass(slots=True)
-class _Pending:
-    job: Job
-    outcome: Outcome
-    written: asyncio.Future[bool]
+_Pending = tuple[Job, Outcome]
 
 
 def _kind(outcome: Outcome) -> str:
@@ -69,13 +64,15 @@ class Completer:
         *,
         max_batch: int,
         on_outage: Callable[[str, BaseException], None],
-        on_written: Callable[[], None],
+        on_recorded: Callable[[Job, Outcome, bool], None],
+        on_lost: Callable[[Job, BaseException], None],
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
         self.max_batch = max_batch
         self._on_outage = on_outage
-        self._on_written = on_written
+        self._on_recorded = on_recorded
+        self._on_lost = on_lost
         self._queue: list[_Pending] = []
         self._ready = asyncio.Event()
         self._closing = False
@@ -92,14 +89,11 @@ class Completer:
         """Outcomes waiting for the writer (the worker claims nothing while this is a full batch)."""
         return len(self._queue)
 
-    async def record(self, job: Job, outcome: Outcome) -> bool:
-        """Queue an outcome and wait until it is written: False means it was rejected as late."""
-        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(job, outcome, written))
+    def submit(self, job: Job, outcome: Outcome) -> None:
+        """Queue an outcome. ``on_recorded(job, outcome, accepted)`` follows once it is
+        written (accepted False: rejected as late); ``on_lost`` if the writes gave up."""
+        self._queue.append((job, outcome))
         self._ready.set()
-        # Shielded: a cancelled caller (a hurried shutdown) must not withdraw an
-        # outcome that may already be on its way to the database.
-        return await asyncio.shield(written)
 
     async def run(self) -> None:
         """The single writer: runs until ``close()``, and writes what is queued before it ends."""
@@ -115,7 +109,7 @@ class Completer:
 
     def unwritten(self) -> list[int]:
         """Ids of jobs whose outcome is still queued."""
-        return [item.job.id for item in self._queue]
+        return [job.id for job, _ in self._queue]
 
     async def flush(self) -> None:
         """Write everything queued now, a batch at a time."""
@@ -123,27 +117,24 @@ class Completer:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
                 accepted = await self._write(batch)
-            except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error
-                for item in batch:
-                    if not item.written.done():
-                        item.written.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - the worker learns of each job's loss
+                for job, _ in batch:
+                    self._on_lost(job, exc)
                 continue
-            for item in batch:
-                if not item.written.done():
-                    item.written.set_result(item.job.id in accepted)
-            self._on_written()
+            for job, outcome in batch:
+                self._on_recorded(job, outcome, job.id in accepted)
 
     async def _write(self, batch: list[_Pending]) -> set[int]:
         # Rows are locked in id order, like the heartbeat's, so the two never deadlock.
-        batch.sort(key=lambda item: item.job.id)
+        batch.sort(key=lambda item: item[0].id)
         params = {
             "worker_id": self.worker_id,
-            "ids": [item.job.id for item in batch],
-            "attempts": [item.job.attempt for item in batch],
-            "kinds": [_kind(item.outcome) for item in batch],
-            "results": [_json.dumps(item.outcome.result) if item.outcome.succeeded else None for item in batch],
-            "errors": [None if item.outcome.error is None else _json.dumps(item.outcome.error) for item in batch],
-            "retry_in": [item.outcome.retry_in for item in batch],
+            "ids": [job.id for job, _ in batch],
+            "attempts": [job.attempt for job, _ in batch],
+            "kinds": [_kind(outcome) for _, outcome in batch],
+            "results": [_json.dumps(outcome.result) if outcome.succeeded else None for _, outcome in batch],
+            "errors": [None if outcome.error is None else _json.dumps(outcome.error) for _, outcome in batch],
+            "retry_in": [outcome.retry_in for _, outcome in batch],
         }
         async for attempt in self._retrying.copy():
             with attempt:

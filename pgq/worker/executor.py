@@ -119,6 +119,7 @@ def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) 
 
 
 _sync_threads = SyncThreads()
+_NO_DEADLINE = contextlib.nullcontext()
 
 
 async def execute(app: App, ctx: JobContext) -> Outcome:
@@ -139,16 +140,16 @@ async def execute(app: App, ctx: JobContext) -> Outcome:
 
     token = set_current(ctx)
     timeout = task.options.timeout
-    deadline = asyncio.timeout(timeout)
+    deadline = asyncio.timeout(timeout) if timeout is not None else None
     try:
-        async with deadline:
+        async with deadline or _NO_DEADLINE:
             if task.is_async:
                 value = await _run_async(task, ctx)
             else:
                 call = contextvars.copy_context().run
                 value = await _sync_threads.submit(lambda: call(task.fn, **job.args))
     except TimeoutError as exc:
-        if not deadline.expired():  # the task's own TimeoutError, not ours
+        if deadline is None or not deadline.expired():  # the task's own TimeoutError, not ours
             return _failed(job, task, exc, permanent=False)
         timed_out = JobTimeoutError(f"task {task.name!r} timed out after {timeout} s")
         if not task.is_async:

@@ -33,7 +33,8 @@ class ProgressWriter:
     ) -> None:
         self.pool = pool
         self.loop = asyncio.get_running_loop()
-        self.params: dict[str, Any] = {"id": job.id, "attempt": job.attempt, "worker_id": worker_id}
+        self.job = job
+        self.worker_id = worker_id
         self.min_interval = min_interval
         self._pending: tuple[float, str | None] | None = None
         self._last_write = -math.inf
@@ -60,9 +61,10 @@ class ProgressWriter:
         self._last_write = time.monotonic()
         try:
             async with self.pool.connection() as conn:
-                await conn.execute(QUERIES["job_set_progress"], {**self.params, "percent": percent, "message": message})
+                params = {"id": self.job.id, "attempt": self.job.attempt, "worker_id": self.worker_id}
+                await conn.execute(QUERIES["job_set_progress"], {**params, "percent": percent, "message": message})
         except psycopg.OperationalError as exc:
-            log.warning("job %d: progress not written (%s)", self.params["id"], type(exc).__name__)
+            log.warning("job %d: progress not written (%s)", self.job.id, type(exc).__name__)
 
     def close(self) -> None:
         """The job ended: a held report is no longer worth writing."""

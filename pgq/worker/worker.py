@@ -191,7 +191,8 @@ class Worker:
             self.id,
             max_batch=_MAX_OUTCOME_BATCH,
             on_outage=self._outage.failed,
-            on_written=self._outcomes_written,
+            on_recorded=self._recorded,
+            on_lost=self._lost,
         )
         scheduler = Scheduler(pool)
         await scheduler.register(self.app.schedules.values(), self.app.tasks)  # in pgq.schedules before it leads
@@ -297,37 +298,32 @@ class Worker:
 
     async def _process(self, ctx: JobContext, progress: ProgressWriter) -> None:
         job = ctx.job
-        running = self._running[job.id]
         try:
-            try:
-                outcome = await execute(self.app, ctx)
-            finally:
-                progress.close()
-                self._executing -= 1  # the slot is free; the outcome waits in the completer
-                if self._more_work:
-                    self._wake.set()
-            running.executed = True
-            await self._record(job, outcome)
-            if outcome.retry_in is not None:
-                self._check_due = True  # the next due time may now be this retry's
-                self._wake.set()
+            outcome = await execute(self.app, ctx)
         except Exception:
-            # The database stayed unreachable past the write retries: the job stays
-            # 'running' and its heartbeat stops, so it is rescued, never lost.
-            log.exception("job %d %s: could not record its outcome", job.id, job.task)
-        finally:
+            # A bug in pgq itself, not in the task (execute turns task errors into
+            # outcomes): the heartbeat stops covering the job, so it is rescued.
+            log.exception("job %d %s: the worker could not run it", job.id, job.task)
             self._running.pop(job.id, None)
-            self.jobs_done += 1
-
-    def _outcomes_written(self) -> None:
-        self._outage.ok()
-        if self._more_work:
-            self._wake.set()  # a claim held back by a full outcome backlog may go ahead
-
-    async def _record(self, job: Job, outcome: Outcome) -> None:
-        """Hand the outcome to the completer and wait until it is written or rejected."""
+            return
+        except BaseException:
+            self._running.pop(job.id, None)  # stopped by shutdown, which hands it back
+            raise
+        finally:
+            progress.close()
+            self._executing -= 1  # the slot is free; the outcome waits in the completer
+            if self._more_work:
+                self._wake.set()
+        self._running[job.id].executed = True
         assert self._completer is not None
-        if not await self._completer.record(job, outcome):
+        self._completer.submit(job, outcome)
+
+    def _recorded(self, job: Job, outcome: Outcome, accepted: bool) -> None:
+        """The completer wrote (or the guard rejected) this outcome."""
+        self._outage.ok()
+        self._running.pop(job.id, None)
+        self.jobs_done += 1
+        if not accepted:
             log.warning(
                 "job %d attempt %d: late outcome rejected, the job is no longer running on this worker "
                 "(rescued, cancelled or handed back meanwhile)",
@@ -336,6 +332,18 @@ class Worker:
             )
         else:
             self._log_outcome(job, outcome)
+        if outcome.retry_in is not None:
+            self._check_due = True  # the next due time may now be this retry's
+            self._wake.set()
+        elif self._more_work:
+            self._wake.set()  # a claim held back by a full outcome backlog may go ahead
+
+    def _lost(self, job: Job, exc: BaseException) -> None:
+        """The database stayed unreachable past the write retries: the job stays
+        'running' and, no longer heartbeated, is rescued; never lost."""
+        log.error("job %d %s: could not record its outcome (%s); it will be rescued", job.id, job.task, exc)
+        self._running.pop(job.id, None)
+        self.jobs_done += 1
 
     @staticmethod
     def _log_outcome(job: Job, outcome: Outcome) -> None:
