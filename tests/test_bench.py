@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
 from pgq.bench import BenchOptions
 from pgq.bench.database import database_exists
 from pgq.bench.stats import percentile
-from tests.conftest import Server, pgq_cli
+from tests.conftest import ROOT, Server, pgq_cli
 
 EXPECTED_WORKLOADS = {
     "raw_insert_one",
@@ -63,3 +66,27 @@ def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (50.0, 99.0, 100.0)
     assert percentile([3.0], 99) == 3.0 and math.isnan(percentile([], 50))
+
+
+@pytest.mark.slow
+def test_scale_script_reports_backlog_memory_long_transaction_and_scaling(pg_server: Server) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": pg_server.dsn("postgres")}
+    args = ["--backlog", "300", "--jobs", "100", "--duration", "0.5", "--rate", "40", "--json"]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    backlog = report["backlog"]
+    assert backlog["empty_table"]["jobs"] == 100 and backlog["backlog"]["jobs"] == 300
+    assert backlog["backlog_vs_empty"] > 0 and 0 < backlog["rss_end_mb"] <= backlog["rss_peak_mb"]
+    long_txn = report["long_txn"]
+    assert long_txn["alone"]["jobs"] == long_txn["with_long_transaction"]["jobs"] == 20
+    assert {"p50_ms", "p99_ms", "max_ms"} <= set(long_txn["with_long_transaction"])
+    processes = report["scaling"]["processes"]
+    assert set(processes) == {"1", "2", "4"} and all(p["jobs"] == 100 for p in processes.values())

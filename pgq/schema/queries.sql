@@ -451,6 +451,12 @@ SELECT count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,
        extract(epoch FROM max(finished_at) - min(started_at))::float8 AS seconds
 FROM pgq.jobs;
 
+-- name: bench_jobs_unfinished
+-- Whether any job is still queued or running: a drain's end, read from the partial
+-- indexes (cheap under a million-row table, unlike counting finished rows).
+SELECT EXISTS (SELECT FROM pgq.jobs WHERE state = 'queued')
+    OR EXISTS (SELECT FROM pgq.jobs WHERE state = 'running');
+
 -- name: bench_stamp_results
 -- Latency probes, as epoch seconds: the producer's clock before enqueue (args), the
 -- worker's clock when the task started (result), and the finish (database clock).
