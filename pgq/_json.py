@@ -2,8 +2,8 @@
 
 Arguments are stored as jsonb, so a value that JSON cannot carry faithfully must be
 refused at enqueue, before anything is written, with the argument named: a set, a
-datetime without a declared encoding, NaN/Infinity, a NUL character (jsonb rejects
-it), a non-string dict key.
+datetime without a declared encoding, NaN/Infinity, a NUL character or a lone
+surrogate (jsonb rejects both), a non-string dict key.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth
     kind = type(value)
     if kind is int or kind is bool or value is None:  # the common cases first, by exact type
         return value
-    if kind is str and "\x00" not in value:
+    if kind is str and "\x00" not in value and (value.isascii() or utf8_encodable(value)):
         return value
     if _depth > _MAX_DEPTH:
         raise ValueError(f"{path} is nested deeper than {_MAX_DEPTH} levels")
@@ -42,14 +42,16 @@ def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError(f"{path} contains a NUL character (\\u0000), which Postgres jsonb rejects")
+        if not utf8_encodable(value):
+            raise ValueError(f"{path} contains a lone surrogate, which is not Unicode text and Postgres jsonb rejects")
         return value
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"{path} has a key {key!r} of type {type(key).__name__}; JSON keys are strings")
-            if "\x00" in key:
-                raise ValueError(f"{path} has a key containing a NUL character")
+            if "\x00" in key or not utf8_encodable(key):
+                raise ValueError(f"{path} has a key containing a NUL character or a lone surrogate")
             out[key] = check_json(item, f"{path}[{key!r}]", default, _depth + 1)
         return out
     if isinstance(value, list | tuple):
@@ -62,6 +64,15 @@ def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth
         f"{path} is a {type(value).__name__} ({value!r:.60}), which is not JSON; "
         "pass JSON types, or give pgq.App(json_default=...) to encode it"
     )
+
+
+def utf8_encodable(text: str) -> bool:
+    """False for text with lone surrogates ("\\ud800"): it has no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_args(args: Mapping[str, Any], default: JsonDefault | None = None) -> dict[str, Any]:

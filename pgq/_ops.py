@@ -104,8 +104,12 @@ def insert_params(
                 "run_at must be timezone-aware (e.g. datetime.now(timezone.utc)); naive times are ambiguous"
             )
     key = spec.idempotency_key
-    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 255 or "\x00" in key):
-        raise ValueError(f"idempotency_key must be a string of 1-255 characters without NUL, got {key!r}")
+    if key is not None and (
+        not isinstance(key, str) or not 1 <= len(key) <= 255 or "\x00" in key or not _json.utf8_encodable(key)
+    ):
+        raise ValueError(
+            f"idempotency_key must be a string of 1-255 characters without NUL or lone surrogates, got {key!r}"
+        )
     return {
         "queue": queue,
         "task": spec.task,

@@ -114,6 +114,20 @@ _BAD_BODIES: list[tuple[str, bytes, str, int, str]] = [
     ("args not an object", b'{"task": "x", "args": [1]}', "application/json", 422, "args"),
     ("NUL in an argument", b'{"task": "x", "args": {"a": "\\u0000"}}', "application/json", 422, "NUL"),
     ("NUL in idempotency key", b'{"task": "x", "idempotency_key": "\\u0000"}', "application/json", 422, "NUL"),
+    (
+        "lone surrogate in an argument",
+        b'{"task": "x", "args": {"a": "\\ud800"}}',
+        "application/json",
+        400,
+        "not valid JSON",
+    ),
+    (
+        "lone surrogate in idempotency key",
+        b'{"task": "x", "idempotency_key": "\\udc00"}',
+        "application/json",
+        400,
+        "not valid JSON",
+    ),
     ("NaN argument", b'{"task": "x", "args": {"a": NaN}}', "application/json", 422, "argument 'a'"),
     ("empty idempotency key", b'{"task": "x", "idempotency_key": ""}', "application/json", 422, "idempotency_key"),
 ]

@@ -5,12 +5,17 @@ the worker stops."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 import pgq
+from pgq._queries import QUERIES
 from pgq.errors import JobCancelledError, PermanentError
+from pgq.worker.completer import Completer
+from pgq.worker.executor import Outcome
 from tests.helpers import count_rows, running_worker, wait_final, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -82,3 +87,53 @@ async def test_outcomes_still_queued_when_the_worker_stops_are_written_not_hande
             worker.stop()  # the jobs finish as the worker begins to stop
         done = await wait_final(app, [j.id for j in jobs], timeout=5)
     assert [(j.state, j.attempt, j.result) for j in done] == [("succeeded", 1, n) for n in range(30)]
+
+
+async def test_an_error_text_jsonb_rejects_neither_sinks_its_batch_nor_its_own_job(dsn: str) -> None:
+    gate = asyncio.Event()
+    app = pgq.App(dsn)
+
+    @app.task(max_attempts=1)
+    async def maybe_nul(n: int) -> int:
+        await gate.wait()
+        if n == 0:
+            raise ValueError("bad byte \x00 in the message")
+        if n == 1:
+            raise ValueError("half a character \ud800 in the message")
+        return n
+
+    async with app, running_worker(app, concurrency=10):
+        jobs = await app.enqueue_many([{"task": "maybe_nul", "args": {"n": n}} for n in range(10)])
+        await asyncio.to_thread(wait_until, lambda: count_rows(dsn, "state = 'running'") == 10, 10, "10 running")
+        gate.set()
+        done = await wait_final(app, [j.id for j in jobs], timeout=10)
+    assert [j.state for j in done] == ["failed", "failed"] + ["succeeded"] * 8
+    assert done[0].errors[0]["message"] == "bad byte \\0 in the message"
+    assert done[1].errors[0]["message"] == "half a character \\ud800 in the message"
+    assert done[0].attempt == done[1].attempt == 1
+
+
+async def test_a_batch_the_database_refuses_is_written_one_by_one_so_only_the_bad_outcome_is_left(dsn: str) -> None:
+    # No task can produce an unwritable outcome any more (results and error texts are
+    # checked); this drives the writer directly with one that bypassed those checks.
+    async with pgq.App(dsn) as app:
+        jobs = await app.enqueue_many([{"task": "t", "args": {"n": n}} for n in range(3)])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(QUERIES["job_claim"], {"queues": ["default"], "limit": 3, "worker_id": "w"})
+    recorded: list[tuple[int, bool]] = []
+    lost: list[int] = []
+    async with AsyncConnectionPool(dsn, min_size=1, kwargs={"autocommit": True}) as pool:
+        completer = Completer(
+            pool,
+            "w",
+            max_batch=10,
+            on_outage=lambda what, exc: None,
+            on_recorded=lambda job, outcome, accepted: recorded.append((job.id, accepted)),
+            on_lost=lambda job, exc: lost.append(job.id),
+        )
+        for job, result in zip(jobs, [1, "\ud800", 3], strict=True):
+            running = dataclasses.replace(job, attempt=1)
+            completer.submit(running, Outcome(succeeded=True, result=result))
+        await completer.flush()
+    assert recorded == [(jobs[0].id, True), (jobs[2].id, True)] and lost == [jobs[1].id]
+    assert count_rows(dsn, "state = 'succeeded'") == 2 and count_rows(dsn, "state = 'running'") == 1

@@ -89,6 +89,8 @@ def test_sync_method_refuses_an_async_connection(dsn: str) -> None:
         ({"x": math.nan}, ValueError, "argument 'x' is nan"),
         ({"x": [1, {"y": math.inf}]}, ValueError, "argument 'x'[1]['y'] is inf"),
         ({"s": "a\x00b"}, ValueError, "argument 's' contains a NUL"),
+        ({"s": "a\ud800b"}, ValueError, "argument 's' contains a lone surrogate"),
+        ({"d": {"k\udc00": 1}}, ValueError, "argument 'd' has a key containing a NUL character or a lone surrogate"),
         ({"d": {1: "a"}}, TypeError, "argument 'd' has a key 1"),
         ({"o": object()}, TypeError, "argument 'o' is a object"),
     ],
@@ -123,6 +125,7 @@ async def test_json_default_declares_an_encoding_for_other_types(dsn: str) -> No
         ({"run_at": dt.datetime(2030, 1, 1)}, "timezone-aware"),
         ({"delay": 1, "run_at": dt.datetime(2030, 1, 1, tzinfo=dt.UTC)}, "either run_at or delay"),
         ({"idempotency_key": ""}, "idempotency_key"),
+        ({"idempotency_key": "k\udc00"}, "without NUL or lone surrogates"),
     ],
 )
 async def test_invalid_options_raise_and_write_nothing(dsn: str, options: dict[str, object], message: str) -> None:

@@ -115,14 +115,23 @@ class Completer:
         """Write everything queued now, a batch at a time."""
         while self._queue:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            try:
-                accepted = await self._write(batch)
-            except Exception as exc:  # noqa: BLE001 - the worker learns of each job's loss
-                for job, _ in batch:
-                    self._on_lost(job, exc)
-                continue
-            for job, outcome in batch:
-                self._on_recorded(job, outcome, job.id in accepted)
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        try:
+            accepted = await self._write(batch)
+        except Exception as exc:  # noqa: BLE001 - the worker learns of each job's loss
+            if len(batch) > 1 and not isinstance(exc, psycopg.OperationalError):
+                # One outcome the database refuses must not sink the others: write
+                # them one by one, so only the refused one is left to the rescuer.
+                for item in batch:
+                    await self._write_batch([item])
+                return
+            for job, _ in batch:
+                self._on_lost(job, exc)
+            return
+        for job, outcome in batch:
+            self._on_recorded(job, outcome, job.id in accepted)
 
     async def _write(self, batch: list[_Pending]) -> set[int]:
         # Rows are locked in id order, like the heartbeat's, so the two never deadlock.

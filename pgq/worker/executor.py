@@ -45,13 +45,21 @@ def _cut(text: str, limit: int, end: str = "") -> str:
     return text if len(text) <= limit else f"{text[:limit]} [cut]{end}"
 
 
+def _printable(text: str) -> str:
+    """jsonb refuses NUL characters and lone surrogates: an error message carrying one
+    would make its outcome unwritable, so the job would be rescued and run again."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\0")
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error(exc: BaseException, *, message: str | None = None) -> dict[str, Any]:
     """One entry of the job's errors array. Long texts are cut (a deep recursion's
     traceback would otherwise bloat every later version of the row): the message
     keeps its start, the traceback its end, where the raising frame is."""
-    text = message if message is not None else str(exc)
-    trace = "".join(
-        _cut(chunk, _MAX_MESSAGE, "\n") for chunk in traceback.TracebackException.from_exception(exc).format()
+    text = _printable(message if message is not None else str(exc))
+    trace = _printable(
+        "".join(_cut(chunk, _MAX_MESSAGE, "\n") for chunk in traceback.TracebackException.from_exception(exc).format())
     )
     return {
         "type": type(exc).__qualname__,
