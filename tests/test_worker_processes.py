@@ -75,4 +75,4 @@ def test_sigterm_past_the_shutdown_timeout_requeues_instead_of_failing(dsn: str,
     assert first.attempt == second.attempt == 0 and first.errors == [] and first.worker_id is None
     assert later.state == pgq.JobState.SCHEDULED
     log = (start_worker.logs / "worker0.log").read_text()
-    assert "handed 2 unfinished job(s) back" in log
+    assert "handed 2 job(s) back to their queue (unfinished at shutdown)" in log

@@ -18,6 +18,7 @@ from pgq.app import App
 from pgq.bench import raw, workloads
 from pgq.bench.database import fresh_database, server_settings
 from pgq.bench.stats import Result, ratio
+from pgq.worker.worker import largest_claim
 
 WORKLOADS = ("enqueue_one", "enqueue_bulk", "drain", "latency", "steady")
 
@@ -86,7 +87,7 @@ async def _run(dsn: str, o: BenchOptions) -> dict[str, Result]:
 
             async def raw_drain() -> Result:
                 await workloads.prefill(app, o.jobs, o.batch)
-                return await raw.claim_complete(dsn, o.jobs, o.workers, o.concurrency)
+                return await raw.claim_complete(dsn, o.jobs, o.workers, largest_claim(o.concurrency))
 
             await run(raw_drain)
             await run(lambda: workloads.drain(app, dsn, o.jobs, o.workers, o.concurrency, o.batch))

@@ -4,11 +4,16 @@ One asyncio loop per process. Wake-ups come from LISTEN (instant), from a finish
 job when more work may be waiting, from the next scheduled job's due time, and from
 the poll interval, which is the fallback that keeps everything moving when NOTIFY
 never arrives (PgBouncer in transaction mode, a broken LISTEN connection).
+
+When jobs are short, a claim also takes a few jobs beyond the free slots (the
+claim-ahead buffer, bounded by the pace of recent jobs), so the next round trip
+overlaps the running jobs; outcomes are written in batches by the completer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -46,6 +51,20 @@ log = logging.getLogger("pgq.worker")
 _PROMOTE_BATCH = 1000
 _PROGRESS_INTERVAL = 0.5
 _MAX_OUTCOME_BATCH = 500
+_PREFETCH_WAIT = 0.002
+"""Claim ahead only as many jobs as the slots would start within this many seconds."""
+_PREFETCH_MAX = 3
+"""… and never more than this many times the concurrency."""
+
+
+def largest_claim(concurrency: int) -> int:
+    """The most jobs one claim of a worker at ``concurrency`` can take (free slots plus
+    the claim-ahead buffer): `pgq bench` gives its raw-SQL drain the same batch."""
+    return concurrency * (1 + _PREFETCH_MAX)
+
+
+_BUFFER_MAX_WAIT = 0.1
+"""Jobs claimed ahead that waited this long (the slots are stuck on slower jobs) go back."""
 _FINAL_WRITE_SECONDS = 10.0
 
 
@@ -53,7 +72,10 @@ _FINAL_WRITE_SECONDS = 10.0
 class _Running:
     job: Job
     ctx: JobContext
-    task: asyncio.Task[None]
+    progress: ProgressWriter
+    claimed_at: float
+    task: asyncio.Task[None] | None = None
+    """None while the job waits in the claim-ahead buffer for a slot."""
     executed: bool = False
     """The task has returned; only the outcome write is left."""
 
@@ -123,6 +145,10 @@ class Worker:
         self._hurry = asyncio.Event()
         self._more_work = True
         self._executing = 0
+        self._buffer: collections.deque[_Running] = collections.deque()
+        self._avg_run: float | None = None
+        self._buffer_check: asyncio.TimerHandle | None = None
+        self._hand_backs: set[asyncio.Task[None]] = set()
         self._check_due = True
         self._due_check_at = 0.0
         self._completer: Completer | None = None
@@ -241,17 +267,21 @@ class Worker:
         claims a busy worker makes each time a slot frees.
         """
         poll = self.settings.poll_interval
-        free = self.settings.concurrency - self._executing
+        self._start_buffered()
+        room = self.settings.concurrency - self._executing + self._prefetch_room() - len(self._buffer)
         assert self._completer is not None
-        if free <= 0 or self._completer.backlog >= _MAX_OUTCOME_BATCH:
+        if room <= 0 or self._completer.backlog >= _MAX_OUTCOME_BATCH:
             return poll  # a finished job or a written batch of outcomes wakes the loop
         check_due = self._check_due or time.monotonic() >= self._due_check_at
         try:
-            jobs = await self._claim(free)
+            jobs = await self._claim(room)
             for job in jobs:
-                self._start(job)
+                self._buffer.append(self._register(job))
+            self._start_buffered()
+            if self._buffer and self._buffer_check is None:
+                self._buffer_check = asyncio.get_running_loop().call_later(_BUFFER_MAX_WAIT, self._watch_buffer)
             # A full batch means more may be waiting: look again as soon as a slot frees.
-            self._more_work = len(jobs) == free
+            self._more_work = len(jobs) == room
             if check_due:
                 promoted, next_due_in = await self._promote_due()
                 sleep_for = poll if next_due_in is None else max(0.0, min(poll, next_due_in))
@@ -287,17 +317,59 @@ class Worker:
             promoted, due_row = await promote.fetchall(), await due.fetchone()
         return bool(promoted), (due_row[0] if due_row else None)
 
-    def _start(self, job: Job) -> None:
-        log.info("job %d %s started (attempt %d/%d)", job.id, job.task, job.attempt, job.max_attempts)
+    def _prefetch_room(self) -> int:
+        """How many claimed jobs may wait here for a slot (the claim-ahead buffer).
+
+        Claiming ahead lets the next claim's round trip overlap the running jobs, which
+        is what lets short jobs flow faster than one claim per slot-full. A waiting job
+        is 'running' in the table while another worker might have started it, so the
+        buffer only holds what the slots would start within _PREFETCH_WAIT at the pace
+        of recent jobs: none for slow jobs, and none before a job has been timed.
+        """
+        if self._avg_run is None:
+            return 0
+        concurrency = self.settings.concurrency
+        return min(_PREFETCH_MAX * concurrency, int(_PREFETCH_WAIT * concurrency / max(self._avg_run, 1e-6)))
+
+    def _register(self, job: Job) -> _Running:
+        """A claimed job: known to heartbeats and cancel requests before it starts."""
         assert self._pool is not None
         progress = ProgressWriter(self._pool, job, self.id, _PROGRESS_INTERVAL)
         ctx = JobContext(job, self.id, progress)
-        task = asyncio.create_task(self._process(ctx, progress), name=f"pgq-job-{job.id}")
-        self._running[job.id] = _Running(job, ctx, task)
-        self._executing += 1
+        running = self._running[job.id] = _Running(job, ctx, progress, time.monotonic())
+        return running
 
-    async def _process(self, ctx: JobContext, progress: ProgressWriter) -> None:
-        job = ctx.job
+    def _watch_buffer(self) -> None:
+        """Hand the buffer back if it waits too long: pace estimates come from finished
+        jobs, so a turn to slow jobs shows only here, as slots that do not free up."""
+        self._buffer_check = None
+        if not self._buffer:
+            return
+        waited = time.monotonic() - self._buffer[0].claimed_at
+        if waited < _BUFFER_MAX_WAIT:
+            self._buffer_check = asyncio.get_running_loop().call_later(_BUFFER_MAX_WAIT - waited, self._watch_buffer)
+            return
+        self._avg_run = max(self._avg_run or 0.0, waited)  # no claiming ahead until jobs speed up again
+        ids = [self._running.pop(r.job.id).job.id for r in self._buffer]
+        self._buffer.clear()
+        task = asyncio.create_task(
+            self._hand_back(ids, "claimed ahead, the slots are busy with slower jobs", logging.INFO)
+        )
+        self._hand_backs.add(task)
+        task.add_done_callback(self._hand_backs.discard)
+
+    def _start_buffered(self) -> None:
+        """Start claimed jobs while there are free slots (none once stopping)."""
+        while self._buffer and self._executing < self.settings.concurrency and not self._stopping.is_set():
+            running = self._buffer.popleft()
+            job = running.job
+            log.info("job %d %s started (attempt %d/%d)", job.id, job.task, job.attempt, job.max_attempts)
+            running.task = asyncio.create_task(self._process(running), name=f"pgq-job-{job.id}")
+            self._executing += 1
+
+    async def _process(self, running: _Running) -> None:
+        job, ctx, progress = running.job, running.ctx, running.progress
+        began = time.perf_counter()
         try:
             outcome = await execute(self.app, ctx)
         except Exception:
@@ -312,9 +384,12 @@ class Worker:
         finally:
             progress.close()
             self._executing -= 1  # the slot is free; the outcome waits in the completer
+            self._start_buffered()
             if self._more_work:
                 self._wake.set()
-        self._running[job.id].executed = True
+        elapsed = time.perf_counter() - began
+        self._avg_run = elapsed if self._avg_run is None else self._avg_run + 0.1 * (elapsed - self._avg_run)
+        running.executed = True
         assert self._completer is not None
         self._completer.submit(job, outcome)
 
@@ -413,7 +488,14 @@ class Worker:
                 loop.remove_signal_handler(sig)
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
-        pending: set[asyncio.Task[Any]] = {r.task for r in self._running.values()}
+        if self._buffer_check is not None:
+            self._buffer_check.cancel()
+        if self._buffer:  # claimed ahead, never started: back to the queue at once
+            waiting = [self._running.pop(r.job.id).job.id for r in self._buffer]
+            self._buffer.clear()
+            await self._hand_back(waiting, "claimed ahead, not started before shutdown", logging.INFO)
+        await asyncio.gather(*self._hand_backs)
+        pending: set[asyncio.Task[Any]] = {r.task for r in self._running.values() if r.task is not None}
         if pending:
             hurry: asyncio.Task[Any] = asyncio.create_task(self._hurry.wait())
             deadline = time.monotonic() + self.settings.shutdown_timeout
@@ -457,16 +539,23 @@ class Worker:
                 self._completer.unwritten(),
             )
 
-    async def _hand_back(self, job_ids: list[int]) -> None:
-        """Put jobs interrupted by shutdown back to 'queued', attempt not counted."""
+    async def _hand_back(
+        self, job_ids: list[int], why: str = "unfinished at shutdown", level: int = logging.WARNING
+    ) -> None:
+        """Put jobs back to 'queued', attempt not counted: interrupted by shutdown, or
+        claimed ahead and not started."""
         assert self._pool is not None
         try:
             async with self._pool.connection() as conn:
                 rows = await (
                     await conn.execute(QUERIES["job_requeue_unfinished"], {"ids": job_ids, "worker_id": self.id})
                 ).fetchall()
-            log.warning(
-                "handed %d unfinished job(s) back to their queue: %s", len(rows), ", ".join(str(r[0]) for r in rows)
+            log.log(
+                level,
+                "handed %d job(s) back to their queue (%s): %s",
+                len(rows),
+                why,
+                ", ".join(str(r[0]) for r in rows),
             )
         except psycopg.OperationalError as exc:
             log.error(
