@@ -53,7 +53,7 @@ _PROGRESS_INTERVAL = 0.5
 _MAX_OUTCOME_BATCH = 500
 _PREFETCH_WAIT = 0.002
 """Claim ahead only as many jobs as the slots would start within this many seconds."""
-_PREFETCH_MAX = 3
+_PREFETCH_MAX = 5
 """… and never more than this many times the concurrency."""
 
 
