@@ -55,17 +55,15 @@ _PREFETCH_WAIT = 0.002
 """Claim ahead only as many jobs as the slots would start within this many seconds."""
 _PREFETCH_MAX = 5
 """… and never more than this many times the concurrency."""
+_BUFFER_MAX_WAIT = 0.1
+"""Jobs claimed ahead that waited this long (the slots are stuck on slower jobs) go back."""
+_FINAL_WRITE_SECONDS = 10.0
 
 
 def largest_claim(concurrency: int) -> int:
     """The most jobs one claim of a worker at ``concurrency`` can take (free slots plus
     the claim-ahead buffer): `pgq bench` gives its raw-SQL drain the same batch."""
     return concurrency * (1 + _PREFETCH_MAX)
-
-
-_BUFFER_MAX_WAIT = 0.1
-"""Jobs claimed ahead that waited this long (the slots are stuck on slower jobs) go back."""
-_FINAL_WRITE_SECONDS = 10.0
 
 
 @dataclasses.dataclass(slots=True)
