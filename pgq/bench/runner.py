@@ -18,7 +18,7 @@ from pgq.app import App
 from pgq.bench import raw, workloads
 from pgq.bench.database import fresh_database, server_settings
 from pgq.bench.stats import Result, ratio
-from pgq.worker.worker import largest_claim
+from pgq.worker.claim_ahead import largest_claim
 
 WORKLOADS = ("enqueue_one", "enqueue_bulk", "drain", "latency", "steady")
 

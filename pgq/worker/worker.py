@@ -13,7 +13,6 @@ overlaps the running jobs; outcomes are written in batches by the completer.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -37,6 +36,7 @@ from pgq.context import JobContext
 from pgq.errors import ConfigError
 from pgq.job import Job
 from pgq.settings import Settings
+from pgq.worker.claim_ahead import ClaimAhead
 from pgq.worker.completer import Completer
 from pgq.worker.executor import Outcome, execute
 from pgq.worker.leader import Leadership
@@ -51,19 +51,7 @@ log = logging.getLogger("pgq.worker")
 _PROMOTE_BATCH = 1000
 _PROGRESS_INTERVAL = 0.5
 _MAX_OUTCOME_BATCH = 500
-_PREFETCH_WAIT = 0.002
-"""Claim ahead only as many jobs as the slots would start within this many seconds."""
-_PREFETCH_MAX = 5
-"""… and never more than this many times the concurrency."""
-_BUFFER_MAX_WAIT = 0.1
-"""Jobs claimed ahead that waited this long (the slots are stuck on slower jobs) go back."""
 _FINAL_WRITE_SECONDS = 10.0
-
-
-def largest_claim(concurrency: int) -> int:
-    """The most jobs one claim of a worker at ``concurrency`` can take (free slots plus
-    the claim-ahead buffer): `pgq bench` gives its raw-SQL drain the same batch."""
-    return concurrency * (1 + _PREFETCH_MAX)
 
 
 @dataclasses.dataclass(slots=True)
@@ -71,7 +59,6 @@ class _Running:
     job: Job
     ctx: JobContext
     progress: ProgressWriter
-    claimed_at: float
     task: asyncio.Task[None] | None = None
     """None while the job waits in the claim-ahead buffer for a slot."""
     executed: bool = False
@@ -143,9 +130,7 @@ class Worker:
         self._hurry = asyncio.Event()
         self._more_work = True
         self._executing = 0
-        self._buffer: collections.deque[_Running] = collections.deque()
-        self._avg_run: float | None = None
-        self._buffer_check: asyncio.TimerHandle | None = None
+        self._ahead: ClaimAhead[_Running] = ClaimAhead(settings.concurrency, self._stale_claims)
         self._hand_backs: set[asyncio.Task[None]] = set()
         self._check_due = True
         self._due_check_at = 0.0
@@ -265,8 +250,8 @@ class Worker:
         claims a busy worker makes each time a slot frees.
         """
         poll = self.settings.poll_interval
-        self._start_buffered()
-        room = self.settings.concurrency - self._executing + self._prefetch_room() - len(self._buffer)
+        self._start_waiting()
+        room = self.settings.concurrency - self._executing + self._ahead.room() - len(self._ahead)
         assert self._completer is not None
         if room <= 0 or self._completer.backlog >= _MAX_OUTCOME_BATCH:
             return poll  # a finished job or a written batch of outcomes wakes the loop
@@ -274,10 +259,8 @@ class Worker:
         try:
             jobs = await self._claim(room)
             for job in jobs:
-                self._buffer.append(self._register(job))
-            self._start_buffered()
-            if self._buffer and self._buffer_check is None:
-                self._buffer_check = asyncio.get_running_loop().call_later(_BUFFER_MAX_WAIT, self._watch_buffer)
+                self._ahead.add(self._register(job))
+            self._start_waiting()
             # A full batch means more may be waiting: look again as soon as a slot frees.
             self._more_work = len(jobs) == room
             if check_due:
@@ -315,51 +298,28 @@ class Worker:
             promoted, due_row = await promote.fetchall(), await due.fetchone()
         return bool(promoted), (due_row[0] if due_row else None)
 
-    def _prefetch_room(self) -> int:
-        """How many claimed jobs may wait here for a slot (the claim-ahead buffer).
-
-        Claiming ahead lets the next claim's round trip overlap the running jobs, which
-        is what lets short jobs flow faster than one claim per slot-full. A waiting job
-        is 'running' in the table while another worker might have started it, so the
-        buffer only holds what the slots would start within _PREFETCH_WAIT at the pace
-        of recent jobs: none for slow jobs, and none before a job has been timed.
-        """
-        if self._avg_run is None:
-            return 0
-        concurrency = self.settings.concurrency
-        return min(_PREFETCH_MAX * concurrency, int(_PREFETCH_WAIT * concurrency / max(self._avg_run, 1e-6)))
-
     def _register(self, job: Job) -> _Running:
         """A claimed job: known to heartbeats and cancel requests before it starts."""
         assert self._pool is not None
         progress = ProgressWriter(self._pool, job, self.id, _PROGRESS_INTERVAL)
-        ctx = JobContext(job, self.id, progress)
-        running = self._running[job.id] = _Running(job, ctx, progress, time.monotonic())
+        running = self._running[job.id] = _Running(job, JobContext(job, self.id, progress), progress)
         return running
 
-    def _watch_buffer(self) -> None:
-        """Hand the buffer back if it waits too long: pace estimates come from finished
-        jobs, so a turn to slow jobs shows only here, as slots that do not free up."""
-        self._buffer_check = None
-        if not self._buffer:
-            return
-        waited = time.monotonic() - self._buffer[0].claimed_at
-        if waited < _BUFFER_MAX_WAIT:
-            self._buffer_check = asyncio.get_running_loop().call_later(_BUFFER_MAX_WAIT - waited, self._watch_buffer)
-            return
-        self._avg_run = max(self._avg_run or 0.0, waited)  # no claiming ahead until jobs speed up again
-        ids = [self._running.pop(r.job.id).job.id for r in self._buffer]
-        self._buffer.clear()
+    def _stale_claims(self, waiting: list[_Running]) -> None:
+        """Claimed ahead and left waiting: back to the queue, for other workers."""
+        ids = [self._running.pop(r.job.id).job.id for r in waiting]
         task = asyncio.create_task(
             self._hand_back(ids, "claimed ahead, the slots are busy with slower jobs", logging.INFO)
         )
         self._hand_backs.add(task)
         task.add_done_callback(self._hand_backs.discard)
 
-    def _start_buffered(self) -> None:
+    def _start_waiting(self) -> None:
         """Start claimed jobs while there are free slots (none once stopping)."""
-        while self._buffer and self._executing < self.settings.concurrency and not self._stopping.is_set():
-            running = self._buffer.popleft()
+        while self._executing < self.settings.concurrency and not self._stopping.is_set():
+            running = self._ahead.pop()
+            if running is None:
+                return
             job = running.job
             log.info("job %d %s started (attempt %d/%d)", job.id, job.task, job.attempt, job.max_attempts)
             running.task = asyncio.create_task(self._process(running), name=f"pgq-job-{job.id}")
@@ -382,11 +342,10 @@ class Worker:
         finally:
             progress.close()
             self._executing -= 1  # the slot is free; the outcome waits in the completer
-            self._start_buffered()
+            self._start_waiting()
             if self._more_work:
                 self._wake.set()
-        elapsed = time.perf_counter() - began
-        self._avg_run = elapsed if self._avg_run is None else self._avg_run + 0.1 * (elapsed - self._avg_run)
+        self._ahead.timed(time.perf_counter() - began)
         running.executed = True
         assert self._completer is not None
         self._completer.submit(job, outcome)
@@ -486,12 +445,9 @@ class Worker:
                 loop.remove_signal_handler(sig)
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
-        if self._buffer_check is not None:
-            self._buffer_check.cancel()
-        if self._buffer:  # claimed ahead, never started: back to the queue at once
-            waiting = [self._running.pop(r.job.id).job.id for r in self._buffer]
-            self._buffer.clear()
-            await self._hand_back(waiting, "claimed ahead, not started before shutdown", logging.INFO)
+        if waiting := self._ahead.take_all():  # claimed ahead, never started: back at once
+            ids = [self._running.pop(r.job.id).job.id for r in waiting]
+            await self._hand_back(ids, "claimed ahead, not started before shutdown", logging.INFO)
         await asyncio.gather(*self._hand_backs)
         pending: set[asyncio.Task[Any]] = {r.task for r in self._running.values() if r.task is not None}
         if pending:
