@@ -80,8 +80,8 @@ async def backlog_drain(app: App, dsn: str, n: int, concurrency: int) -> tuple[R
 async def long_transaction(dsn: str) -> AsyncIterator[None]:
     """Another session holding an old snapshot open (what a forgotten BEGIN does)."""
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        await conn.execute(QUERIES["bench_jobs_unfinished"])  # takes the snapshot
+        await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+        await conn.execute(QUERIES["bench_jobs_unfinished"])  # opens the transaction, takes the snapshot
         yield
         await conn.rollback()
 

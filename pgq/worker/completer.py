@@ -14,7 +14,6 @@ rescue, never in a silently dropped result.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +32,6 @@ from pgq import _json
 from pgq._queries import QUERIES
 from pgq.job import Job
 from pgq.worker.executor import Outcome
-
-log = logging.getLogger("pgq.worker")
 
 WRITE_RETRY_SECONDS = 300.0
 """How long a batch keeps being retried through an outage before its jobs are left to the rescuer."""

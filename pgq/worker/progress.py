@@ -62,7 +62,7 @@ class ProgressWriter:
         try:
             async with self.pool.connection() as conn:
                 params = {"id": self.job.id, "attempt": self.job.attempt, "worker_id": self.worker_id}
-                await conn.execute(QUERIES["job_set_progress"], {**params, "percent": percent, "message": message})
+                await conn.execute(QUERIES["job_set_progress"], params | {"percent": percent, "message": message})
         except psycopg.OperationalError as exc:
             log.warning("job %d: progress not written (%s)", self.job.id, type(exc).__name__)
 
