@@ -7,7 +7,9 @@ so uvicorn's graceful shutdown is not held up by clients that wait for minutes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
@@ -30,8 +32,22 @@ class _Server(uvicorn.Server):
         self._events.shutdown_soon()
         super().handle_exit(sig, frame)
 
+    def stop(self) -> None:
+        """End long-polls and streams at once, then shut down gracefully."""
+        self._events.shutdown_soon()
+        self.should_exit = True
 
-def serve(host: str, port: int, settings: ApiSettings | None = None) -> None:
+
+class _BesideWorker(_Server):
+    """Serves in the event loop of a worker (``pgq demo``): the worker's own SIGTERM and
+    SIGINT handlers stop both, so uvicorn must not take the signals over."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _settings_for(host: str, settings: ApiSettings | None) -> ApiSettings:
     config = settings or ApiSettings.from_env()
     if not config.auth_enabled:
         if not is_loopback(host):
@@ -40,10 +56,21 @@ def serve(host: str, port: int, settings: ApiSettings | None = None) -> None:
                 "PGQ_API_WRITE_TOKENS, or serve on 127.0.0.1"
             )
         log.warning("no API tokens configured: serving WITHOUT authentication, on %s (loopback) only", host)
-    app = create_app(pgq.App(), settings=config)
-    server = _Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=10, lifespan="on"),
-        app.state.job_events,
-    )
+    return config
+
+
+def _server(cls: type[_Server], pgq_app: pgq.App, host: str, port: int, settings: ApiSettings | None) -> _Server:
+    app = create_app(pgq_app, settings=_settings_for(host, settings))
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=10, lifespan="on")
+    return cls(config, app.state.job_events)
+
+
+def serve(host: str, port: int, settings: ApiSettings | None = None) -> None:
+    server = _server(_Server, pgq.App(), host, port, settings)
     log.info("pgq api on http://%s:%d (OpenAPI: /openapi.json)", host, port)
     server.run()
+
+
+def server_beside_worker(pgq_app: pgq.App, host: str, port: int) -> _Server:
+    """An API server to run as a task next to a worker in one event loop; ``stop()`` ends it."""
+    return _server(_BesideWorker, pgq_app, host, port, None)

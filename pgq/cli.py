@@ -289,7 +289,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pgq.demo import run_demo
 
-    return asyncio.run(run_demo(once=args.once))
+    return asyncio.run(run_demo(once=args.once, port=None if args.no_api else args.port))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -411,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="migrate, run a worker for the example app and show its jobs finishing")
     p.add_argument("--once", action="store_true", help="exit when the example jobs are done")
+    p.add_argument("--port", type=int, default=8000, help="port of the HTTP API on 127.0.0.1 (default 8000)")
+    p.add_argument("--no-api", action="store_true", help="run the worker without the HTTP API")
     p.set_defaults(func=cmd_demo)
     return parser
 

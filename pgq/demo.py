@@ -1,11 +1,13 @@
-"""`pgq demo`: the README's first command. Migrates, runs a worker for the example app,
-enqueues a few jobs and prints each one as it finishes, then keeps the worker running."""
+"""`pgq demo`: the README's first command. Migrates, runs a worker for the example app
+and the HTTP API beside it (on 127.0.0.1), enqueues a few jobs and prints each one as it
+finishes, then keeps both running."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import socket
+from typing import Any, Protocol
 
 from pgq.example_app import app
 from pgq.job import Job
@@ -26,10 +28,43 @@ def _describe(job: Job) -> str:
     return f"  job {job.id:<5} {job.task:<22} {job.state.value}{retries}: {outcome}"
 
 
-async def run_demo(*, once: bool = False) -> int:
+API_HOST = "127.0.0.1"
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def _start_api(port: int) -> tuple[_Stoppable, asyncio.Task[None]] | None:
+    """Serve the API for the example app in this event loop, or say why not."""
+    from api.serve import server_beside_worker
+
+    try:
+        sock = socket.create_server((API_HOST, port))  # bound here, so a taken port is a message, not an exit
+    except OSError as exc:
+        print(f"the HTTP API is not started: {API_HOST}:{port} is taken ({exc.strerror}); try --port", flush=True)
+        return None
+    server = server_beside_worker(app, API_HOST, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    print(f"HTTP API on http://{API_HOST}:{port} (try: curl http://{API_HOST}:{port}/jobs)", flush=True)
+    return server, task
+
+
+async def run_demo(*, once: bool = False, port: int | None = 8000) -> int:
     migrate(app.dsn)
     worker = Worker(app, concurrency=4, poll_interval=1.0)
     worker_task = asyncio.create_task(worker.run())
+    api = _start_api(port) if port is not None else None
+    try:
+        return await _show(worker, worker_task, once=once)
+    finally:
+        if api is not None:
+            server, api_task = api
+            server.stop()
+            await api_task
+
+
+async def _show(worker: Worker, worker_task: asyncio.Task[None], *, once: bool) -> int:
     async with app:
         jobs = await app.enqueue_many(EXAMPLES)
         print(f"enqueued {len(jobs)} example jobs; the worker is running them:", flush=True)
@@ -53,8 +88,8 @@ async def run_demo(*, once: bool = False) -> int:
         worker.stop()
     else:
         print(
-            "the worker keeps running for new jobs (try `pgq enqueue make_thumbnail --args "
-            '\'{"width": 640, "height": 480}\'` in another shell); Ctrl-C stops it.',
+            "the worker and the API keep running for new jobs (try `pgq enqueue make_thumbnail --args "
+            '\'{"width": 640, "height": 480}\'` in another shell); Ctrl-C stops them.',
             flush=True,
         )
     await worker_task

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any
@@ -157,3 +160,29 @@ def test_limits_command_sets_shows_and_clears_queue_limits(dsn: str) -> None:
     assert cleared.stdout.split("\n")[1].split() == ["emails", "-", "-"]
     bad = pgq_cli("limits", "emails", "--max-running", "0", dsn=dsn)
     assert bad.returncode == 2 and "max_running must be an integer between 1" in bad.stderr
+
+
+def test_demo_serves_the_api_beside_the_worker_and_both_stop_on_sigterm(dsn: str) -> None:
+    with socket.socket() as probe:  # a free port for the API
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": dsn}
+    command = [sys.executable, "-m", "pgq", "demo", "--port", str(port)]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT
+    ) as demo:
+        try:
+            assert demo.stdout is not None
+            for line in demo.stdout:
+                if line.startswith("all example jobs are final"):
+                    break
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs?state=succeeded", timeout=10) as response:
+                tasks = sorted(j["task"] for j in json.load(response)["jobs"])
+            assert tasks == ["fetch_exchange_rate", "make_thumbnail", "send_welcome_email", "send_welcome_email"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as response:
+                assert json.load(response)["status"] == "ok"
+            demo.send_signal(signal.SIGTERM)
+            assert demo.wait(30) == 0
+        finally:
+            if demo.poll() is None:
+                demo.kill()
