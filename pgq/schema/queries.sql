@@ -103,8 +103,9 @@ SELECT * FROM pgq.claim_jobs(%(queues)s::text[], %(limit)s::integer, %(worker_id
 --              retry_in is NULL, or 'cancelled' when a cancel was requested meanwhile;
 --   cancelled: the task stopped at its cancel request.
 -- Failures and cancels append their error entry. The state is decided from the row as
--- locked (a cancel request that lands first wins), and the caller passes ids sorted, so
--- rows are locked in id order like the heartbeat's and the two never deadlock.
+-- locked (a cancel request that lands first wins). No lock order is needed: the only
+-- other writers that hold some rows while waiting for more are other batches and
+-- hand-backs, which never share rows with this one; the heartbeat skips locked rows.
 UPDATE pgq.jobs AS j
 SET state = CASE
         WHEN o.kind = 'succeeded' THEN 'succeeded'
@@ -131,36 +132,45 @@ RETURNING j.id, j.state;
 -- name: job_requeue_unfinished
 -- A worker shutting down hands its unfinished jobs back and wakes the other workers.
 -- The interrupted attempt is not counted, so a deploy never uses up a job's attempts.
-WITH requeued AS (
-    UPDATE pgq.jobs
-    SET state = 'queued', attempt = attempt - 1, started_at = NULL, heartbeat_at = NULL, worker_id = NULL
+WITH locked AS MATERIALIZED (
+    -- In id order, so two hand-backs of one worker cannot deadlock.
+    SELECT id FROM pgq.jobs
     WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s
-    RETURNING id, queue
+    ORDER BY id
+    FOR UPDATE
+), requeued AS (
+    UPDATE pgq.jobs AS j
+    SET state = 'queued', attempt = j.attempt - 1, started_at = NULL, heartbeat_at = NULL, worker_id = NULL
+    FROM locked
+    WHERE j.id = locked.id AND j.state = 'running' AND j.worker_id = %(worker_id)s
+    RETURNING j.id, j.queue
 )
 SELECT id, pg_notify('pgq_jobs', queue) IS NULL AS notified FROM requeued;
 
 -- name: worker_heartbeat
 -- One statement per beat: (re)register this worker, refresh the heartbeat of the jobs
--- it still owns, and report which of them have a cancel request. A job missing from
--- the answer is no longer this worker's (rescued meanwhile). Times are the database's.
+-- it still owns, and report which of them have a cancel request (as of the statement's
+-- snapshot). A job missing from the answer is no longer this worker's (rescued
+-- meanwhile). Times are the database's.
 WITH me AS (
     INSERT INTO pgq.workers (id, host, pid, queues, concurrency)
     VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s)
     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
     RETURNING id
-), mine AS (
-    -- Locked in id order, like job_record_outcomes, so the two never deadlock.
+), refresh AS (
+    -- Rows another statement holds (this worker's outcome batch finishing them, a cancel
+    -- request, a rescue) are skipped, not waited for: a heartbeat never waits on a lock,
+    -- so it can be in no deadlock, and one missed refresh is harmless.
     SELECT id FROM pgq.jobs
     WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s
-    ORDER BY id
-    FOR UPDATE
+    FOR UPDATE SKIP LOCKED
 ), beat AS (
     UPDATE pgq.jobs AS j SET heartbeat_at = now()
-    FROM mine
-    WHERE j.id = mine.id AND j.state = 'running' AND j.worker_id = %(worker_id)s
-    RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
+    FROM refresh
+    WHERE j.id = refresh.id
 )
-SELECT id, cancel_requested FROM beat;
+SELECT id, cancel_requested_at IS NOT NULL AS cancel_requested FROM pgq.jobs
+WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s;
 
 -- name: worker_deregister
 -- A worker that stops cleanly removes its row and gives up any lease it holds.

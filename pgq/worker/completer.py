@@ -131,8 +131,6 @@ class Completer:
             self._on_recorded(job, outcome, job.id in accepted)
 
     async def _write(self, batch: list[_Pending]) -> set[int]:
-        # Rows are locked in id order, like the heartbeat's, so the two never deadlock.
-        batch.sort(key=lambda item: item[0].id)
         params = {
             "worker_id": self.worker_id,
             "ids": [job.id for job, _ in batch],

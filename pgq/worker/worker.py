@@ -73,6 +73,10 @@ class _Outage:
         self.since: float | None = None
 
     def failed(self, what: str, exc: BaseException) -> None:
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        if sqlstate.startswith("40"):  # deadlock or serialization failure: the database is fine
+            log.warning("%s: transaction rolled back (%s), retrying", what, type(exc).__name__)
+            return
         if self.since is None:
             self.since = time.monotonic()
             reason = _db.unavailable(self.dsn, exc)
