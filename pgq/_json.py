@@ -29,7 +29,7 @@ def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth
     kind = type(value)
     if kind is int or kind is bool or value is None:  # the common cases first, by exact type
         return value
-    if kind is str and "\x00" not in value and (value.isascii() or utf8_encodable(value)):
+    if kind is str and "\x00" not in value and utf8_encodable(value):
         return value
     if _depth > _MAX_DEPTH:
         raise ValueError(f"{path} is nested deeper than {_MAX_DEPTH} levels")
@@ -68,6 +68,8 @@ def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth
 
 def utf8_encodable(text: str) -> bool:
     """False for text with lone surrogates ("\\ud800"): it has no UTF-8 form."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -104,3 +104,22 @@ def test_10000_jobs_4_processes_concurrency_20_each_executed_exactly_once(
     runs = collections.Counter(read_runs(start_worker.run_log))
     assert set(runs) == {j.id for j in jobs} and max(runs.values()) == 1
     assert count_rows(dsn, "attempt <> 1 OR result <> to_jsonb((args->>'n')::int)") == 0
+
+
+def test_heartbeat_skips_a_row_another_transaction_holds_instead_of_waiting(dsn: str) -> None:
+    # A heartbeat that waited on row locks could deadlock with the worker's own outcome
+    # batch; it must neither wait nor report a held job as lost.
+    beat = {"worker_id": "w1", "host": "h", "pid": 1, "queues": ["default"], "concurrency": 2}
+    with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn, autocommit=True) as holder:
+        held = _running_stale_job(conn)
+        conn.execute("INSERT INTO pgq.jobs (task) VALUES ('noop')")
+        free = conn.execute(QUERIES["job_claim"], {"queues": ["default"], "limit": 1, "worker_id": "w1"}).fetchall()
+        free_id = int(free[0][0])
+        conn.execute("UPDATE pgq.jobs SET heartbeat_at = now() - interval '10 seconds'")
+        with holder.transaction():
+            holder.execute("SELECT 1 FROM pgq.jobs WHERE id = %s FOR UPDATE", [held])
+            conn.execute("SET statement_timeout = '2s'")  # waiting would fail the test
+            owned = conn.execute(QUERIES["worker_heartbeat"], {**beat, "ids": [held, free_id]}).fetchall()
+        assert sorted(owned) == sorted([(held, False), (free_id, False)])
+    assert count_rows(dsn, "id = %s AND heartbeat_at < now() - interval '5 seconds'", [held]) == 1  # skipped
+    assert count_rows(dsn, "id = %s AND heartbeat_at > now() - interval '5 seconds'", [free_id]) == 1  # refreshed
