@@ -246,7 +246,8 @@ class Worker:
             await self._shutdown(background)
 
     async def _fill_slots(self) -> float:
-        """Claim jobs into free slots; return how long to sleep before looking again.
+        """Claim jobs for the free slots and the claim-ahead buffer; return how long to
+        sleep before looking again.
 
         Promotion of scheduled and retrying jobs whose time has come, and the lookup of
         the next due time, run when a NOTIFY, a recorded retry or the due timer asks
