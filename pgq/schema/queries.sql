@@ -130,22 +130,29 @@ WHERE j.id = o.id AND j.state = 'running' AND j.attempt = o.attempt AND j.worker
 RETURNING j.id, j.state;
 
 -- name: job_requeue_unfinished
--- A worker shutting down hands its unfinished jobs back and wakes the other workers.
--- The interrupted attempt is not counted, so a deploy never uses up a job's attempts.
+-- A worker hands back jobs it will not finish (shutting down, or claimed ahead and not
+-- started) and wakes the other workers. The interrupted attempt is not counted, so a
+-- deploy never uses up a job's attempts. A job whose cancel was requested meanwhile is
+-- not run again: it ends 'cancelled'.
 WITH locked AS MATERIALIZED (
     -- In id order, so two hand-backs of one worker cannot deadlock.
     SELECT id FROM pgq.jobs
     WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s
     ORDER BY id
     FOR UPDATE
-), requeued AS (
+), handed AS (
     UPDATE pgq.jobs AS j
-    SET state = 'queued', attempt = j.attempt - 1, started_at = NULL, heartbeat_at = NULL, worker_id = NULL
+    SET state = CASE WHEN j.cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END,
+        finished_at = CASE WHEN j.cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        attempt = CASE WHEN j.cancel_requested_at IS NULL THEN j.attempt - 1 ELSE j.attempt END,
+        started_at = CASE WHEN j.cancel_requested_at IS NULL THEN NULL ELSE j.started_at END,
+        heartbeat_at = NULL,
+        worker_id = NULL
     FROM locked
     WHERE j.id = locked.id AND j.state = 'running' AND j.worker_id = %(worker_id)s
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.queue, j.state
 )
-SELECT id, pg_notify('pgq_jobs', queue) IS NULL AS notified FROM requeued;
+SELECT id, state, state = 'queued' AND pg_notify('pgq_jobs', queue) IS NULL AS notified FROM handed;
 
 -- name: worker_heartbeat
 -- One statement per beat: (re)register this worker, refresh the heartbeat of the jobs
@@ -253,8 +260,9 @@ SELECT requested.*, pg_notify('pgq_cancel', requested.id::text) IS NULL AS notif
 
 -- name: job_retry
 -- Put a failed or cancelled job back in the queue now, with at least one attempt left.
+-- A cancel request that stopped it earlier is spent: the new run starts without one.
 UPDATE pgq.jobs
-SET state = 'queued', run_at = now(), finished_at = NULL,
+SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
     max_attempts = greatest(max_attempts, attempt + 1)
 WHERE id = %(id)s AND state IN ('failed', 'cancelled')
 RETURNING *;

@@ -502,20 +502,19 @@ class Worker:
         self, job_ids: list[int], why: str = "unfinished at shutdown", level: int = logging.WARNING
     ) -> None:
         """Put jobs back to 'queued', attempt not counted: interrupted by shutdown, or
-        claimed ahead and not started."""
+        claimed ahead and not started. One with a pending cancel request ends cancelled."""
         assert self._pool is not None
         try:
             async with self._pool.connection() as conn:
                 rows = await (
                     await conn.execute(QUERIES["job_requeue_unfinished"], {"ids": job_ids, "worker_id": self.id})
                 ).fetchall()
-            log.log(
-                level,
-                "handed %d job(s) back to their queue (%s): %s",
-                len(rows),
-                why,
-                ", ".join(str(r[0]) for r in rows),
-            )
+            queued = [str(job_id) for job_id, state, _ in rows if state == "queued"]
+            cancelled = [str(job_id) for job_id, state, _ in rows if state == "cancelled"]
+            if queued:
+                log.log(level, "handed %d job(s) back to their queue (%s): %s", len(queued), why, ", ".join(queued))
+            if cancelled:
+                log.info("job(s) %s cancelled: a cancel request was pending when they stopped", ", ".join(cancelled))
         except psycopg.OperationalError as exc:
             log.error(
                 "could not hand back jobs %s (%s); they stay running until rescued",
