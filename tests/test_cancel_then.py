@@ -4,6 +4,8 @@ while a cancel request is pending ends cancelled instead of going back to the qu
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import pytest
 
@@ -44,19 +46,17 @@ async def test_a_job_cancelled_while_running_and_retried_runs_to_success(dsn: st
 
 async def test_a_job_with_a_pending_cancel_request_ends_cancelled_when_its_worker_stops(dsn: str) -> None:
     app = pgq.App(dsn)
-    started = asyncio.Event()
+    started = threading.Event()
 
     @app.task
     def stubborn() -> None:  # a sync task that never checks for cancel requests
         started.set()
-        import time
-
         time.sleep(2)
 
     async with app:
         async with running_worker(app, shutdown_timeout=0.2, listen=False, heartbeat_interval=5) as worker:
             job = await stubborn.enqueue()
-            await asyncio.wait_for(started.wait(), 10)
+            assert await asyncio.to_thread(started.wait, 10)
             await app.cancel(job.id)  # no LISTEN, no heartbeat before the stop: still pending
             worker.stop()
         stopped = await app.get_job(job.id)
