@@ -310,12 +310,14 @@ class Worker:
         running = self._running[job.id] = _Running(job, JobContext(job, self.id, progress), progress)
         return running
 
+    def _forget(self, waiting: list[_Running]) -> list[int]:
+        """Drop claimed-ahead jobs that will not start here; return their ids to hand back."""
+        return [self._running.pop(r.job.id).job.id for r in waiting]
+
     def _stale_claims(self, waiting: list[_Running]) -> None:
         """Claimed ahead and left waiting: back to the queue, for other workers."""
-        ids = [self._running.pop(r.job.id).job.id for r in waiting]
-        task = asyncio.create_task(
-            self._hand_back(ids, "claimed ahead, the slots are busy with slower jobs", logging.INFO)
-        )
+        why = "claimed ahead, the slots are busy with slower jobs"
+        task = asyncio.create_task(self._hand_back(self._forget(waiting), why, logging.INFO))
         self._hand_backs.add(task)
         task.add_done_callback(self._hand_backs.discard)
 
@@ -358,8 +360,7 @@ class Worker:
     def _recorded(self, job: Job, outcome: Outcome, accepted: bool) -> None:
         """The completer wrote (or the guard rejected) this outcome."""
         self._outage.ok()
-        self._running.pop(job.id, None)
-        self.jobs_done += 1
+        self._done(job)
         if not accepted:
             log.warning(
                 "job %d attempt %d: late outcome rejected, the job is no longer running on this worker "
@@ -379,6 +380,10 @@ class Worker:
         """The database stayed unreachable past the write retries: the job stays
         'running' and, no longer heartbeated, is rescued; never lost."""
         log.error("job %d %s: could not record its outcome (%s); it will be rescued", job.id, job.task, exc)
+        self._done(job)
+
+    def _done(self, job: Job) -> None:
+        """Nothing more to do here for this job: no heartbeat for it, one more job counted."""
         self._running.pop(job.id, None)
         self.jobs_done += 1
 
@@ -451,8 +456,8 @@ class Worker:
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
         if waiting := self._ahead.take_all():  # claimed ahead, never started: back at once
-            ids = [self._running.pop(r.job.id).job.id for r in waiting]
-            await self._hand_back(ids, "claimed ahead, not started before shutdown", logging.INFO)
+            why = "claimed ahead, not started before shutdown"
+            await self._hand_back(self._forget(waiting), why, logging.INFO)
         await asyncio.gather(*self._hand_backs)
         pending: set[asyncio.Task[Any]] = {r.task for r in self._running.values() if r.task is not None}
         if pending:
