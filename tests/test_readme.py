@@ -349,3 +349,73 @@ def test_the_error_messages_the_readme_quotes_are_what_pgq_says(dsn: str, empty_
         said = pgq_cli(*args, dsn=database, env=env)
         assert said.returncode == status, said.stderr
         assert _matches(_quoted(prefix), said.stderr.strip()), f"README: {_quoted(prefix)!r}; pgq: {said.stderr!r}"
+
+
+# -- what the README says about the code ----------------------------------------------
+
+
+def test_every_sql_example_in_the_readme_runs(dsn: str) -> None:
+    """Each ```sql block runs on a migrated database (in a transaction that is rolled back).
+
+    The roles example is left out: roles are cluster-wide, shared with every other
+    database on the server; tests/test_schema.py covers roles.sql.
+    """
+    blocks = re.findall(r"```sql\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) >= 4
+    with psycopg.connect(dsn) as conn:
+        for block in blocks:
+            if "CREATE ROLE" in block:
+                continue
+            with conn.transaction(force_rollback=True):
+                conn.execute(block.encode())
+
+
+def test_the_readme_lists_the_job_table_columns_in_order(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    match = re.search(r"Columns: `([a-z_, ]+)`", text)
+    assert match, "the README no longer lists the columns of pgq.jobs"
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = 'pgq' AND table_name = 'jobs' ORDER BY ordinal_position"
+    ).fetchall()
+    assert match[1].split(", ") == [r[0] for r in rows]
+
+
+def _source_text() -> str:
+    """pgq's code and tests, this module left out (it names variables only to check them)."""
+    files = [p for d in ("pgq", "api", "tests") for p in (ROOT / d).rglob("*.py") if p != Path(__file__)]
+    return "\n".join(p.read_text(encoding="utf-8") for p in files)
+
+
+def test_every_setting_is_documented_and_every_variable_the_readme_names_exists() -> None:
+    readme = README.read_text(encoding="utf-8")
+    settings = [
+        "DATABASE_URL" if f.name == "database_url" else f"PGQ_{f.name.upper()}"
+        for f in dataclasses.fields(pgq.Settings)
+    ]
+    undocumented = [var for var in settings if f"| `{var}` |" not in readme]
+    assert not undocumented, f"settings missing from the README's tables: {undocumented}"
+    source = _source_text()
+    unknown = sorted({v for v in re.findall(r"\bPGQ_[A-Z_]+\b", readme) if v not in source})
+    assert not unknown, f"the README names variables pgq does not read: {unknown}"
+
+
+async def test_the_mounting_example_serves_the_api_under_its_prefix(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Starlette example, run as shown (tokens and database from the environment)."""
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    for var in ("PGQ_API_READ_TOKENS", "PGQ_API_WRITE_TOKENS"):
+        monkeypatch.delenv(var, raising=False)
+    text = README.read_text(encoding="utf-8")
+    example = re.search(r"\*\*Mounting under a prefix\*\*.*?```python\n(.*?)```", text, re.DOTALL)
+    assert example, "the README no longer shows how to mount the API"
+    namespace: dict[str, Any] = {}
+    exec(example[1], namespace)
+    transport = httpx.ASGITransport(app=namespace["app"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://host") as client:
+        created = await client.post("/pgq/jobs", json={"task": "make_thumbnail", "args": {"width": 8, "height": 8}})
+        assert created.status_code == 201, created.text
+        read = await client.get(f"/pgq/jobs/{created.json()['id']}")
+        assert read.status_code == 200 and read.json()["task"] == "make_thumbnail"
+    jobs_api = namespace["jobs_api"]
+    async with jobs_api.router.lifespan_context(jobs_api):
+        pass  # what a host app does not do for a mounted app: close its pool and listener
