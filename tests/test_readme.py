@@ -28,18 +28,21 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from starlette.routing import Route
 
 import pgq
 import pgq.example_app
+from api import create_app
 from pgq.cli import build_parser
 from pgq.task import Task
 from pgq.worker.scheduler import Scheduler
-from tests.conftest import ROOT, pgq_cli
-from tests.helpers import count_rows, running_worker
+from tests.conftest import ROOT, api_settings, pgq_cli
+from tests.helpers import count_rows, running_worker, wait_final
 
 README = ROOT / "README.md"
 DOCS = [README, ROOT / "docs" / "architecture.md", ROOT / "benchmarks" / "README.md"]
@@ -419,3 +422,37 @@ async def test_the_mounting_example_serves_the_api_under_its_prefix(dsn: str, mo
     jobs_api = namespace["jobs_api"]
     async with jobs_api.router.lifespan_context(jobs_api):
         pass  # what a host app does not do for a mounted app: close its pool and listener
+
+
+def test_the_endpoint_table_lists_every_route_of_the_api(dsn: str) -> None:
+    api_app = create_app(pgq.App(dsn), settings=api_settings())
+    text = README.read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`?]*)", text, re.MULTILINE))
+    served = {
+        (method, re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path))  # {id:int} is {id} to a client
+        for route in api_app.routes
+        if isinstance(route, Route)
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+    assert documented == served
+
+
+async def test_the_metrics_the_readme_names_are_served(api: httpx.AsyncClient, dsn: str) -> None:
+    text = README.read_text(encoding="utf-8")
+    row = next(line for line in text.split("\n") if line.startswith("| `GET /metrics`"))
+    named = re.findall(r"`(pgq_[a-z_]+)\{([a-z_,]*)\}`", row)
+    assert len(named) >= 4
+    job = (await api.post("/jobs", json={"task": "make_thumbnail", "args": {"width": 8, "height": 8}})).json()
+    worker_app = example_worker_app(dsn)
+    async with worker_app, running_worker(worker_app):
+        await wait_final(worker_app, [job["id"]])
+    served = ""
+    for _ in range(100):  # the API's listener counts the finished job as soon as its NOTIFY arrives
+        served = (await api.get("/metrics")).text
+        if "pgq_jobs_finished_total{" in served:
+            break
+        await anyio.sleep(0.05)
+    for name, labels in named:
+        sample = re.search(rf"^{name}(?:_count)?\{{([^}}]*)\}}", served, re.MULTILINE)
+        assert sample, f"{name} is not served"
+        assert [kv.split("=")[0] for kv in sample[1].split(",")] == labels.split(","), name
