@@ -399,7 +399,8 @@ def test_every_setting_is_documented_and_every_variable_the_readme_names_exists(
     undocumented = [var for var in settings if f"| `{var}` |" not in readme]
     assert not undocumented, f"settings missing from the README's tables: {undocumented}"
     source = _source_text()
-    unknown = sorted({v for v in re.findall(r"\bPGQ_[A-Z_]+\b", readme) if v not in source})
+    read_here = {"PGQ_README_UPDATE"}  # this module's own switch
+    unknown = sorted({v for v in re.findall(r"\bPGQ_[A-Z_]+\b", readme) if v not in source} - read_here)
     assert not unknown, f"the README names variables pgq does not read: {unknown}"
 
 
