@@ -457,3 +457,12 @@ async def test_the_metrics_the_readme_names_are_served(api: httpx.AsyncClient, d
         sample = re.search(rf"^{name}(?:_count)?\{{([^}}]*)\}}", served, re.MULTILINE)
         assert sample, f"{name} is not served"
         assert [kv.split("=")[0] for kv in sample[1].split(",")] == labels.split(","), name
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_file_the_docs_name_exists(doc: Path) -> None:
+    """`pgq/worker/rescuer.py` in a doc is a promise that the file is there."""
+    named = re.findall(r"`((?:pgq|api|tests|benchmarks|migrations|docs)/[\w/.-]*)`", doc.read_text(encoding="utf-8"))
+    assert named or doc.name == "README.md"
+    missing = sorted({path for path in named if not (ROOT / path).exists()})
+    assert not missing, f"{doc.relative_to(ROOT)} names files that do not exist: {missing}"
