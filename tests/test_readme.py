@@ -448,7 +448,7 @@ async def test_the_metrics_the_readme_names_are_served(api: httpx.AsyncClient, d
     async with worker_app, running_worker(worker_app):
         await wait_final(worker_app, [job["id"]])
     served = ""
-    for _ in range(100):  # the API's listener counts the finished job as soon as its NOTIFY arrives
+    for _ in range(200):  # the API's listener counts the finished job as soon as its NOTIFY arrives
         served = (await api.get("/metrics")).text
         if "pgq_jobs_finished_total{" in served:
             break
