@@ -387,8 +387,10 @@ FROM pgq.workers
 ORDER BY started_at, id;
 
 -- name: job_events_listen
--- Subscribe to job changes (the HTTP API's wait and events); payloads are JSON.
+-- Subscribe to job changes (the HTTP API's wait and events); payloads are JSON. And to
+-- listener pings (payload: the pinging backend's pid), which prove the line delivers.
 LISTEN pgq_job_events;
+LISTEN pgq_ping;
 
 -- name: schema_version_get
 -- The alembic revision the database is at (raises if pgq was never migrated).
@@ -403,11 +405,14 @@ LISTEN pgq_ping;
 
 -- name: migration_lock
 -- Serialises `pgq migrate` across processes: the second waits, then finds nothing to do.
-SELECT pg_advisory_lock(hashtext('pgq.migrate'));
+-- Held until the migration's transaction ends (a session lock would stay behind on a
+-- pooled server connection when migrating through PgBouncer in transaction mode).
+SELECT pg_advisory_xact_lock(hashtext('pgq.migrate'));
 
--- name: migration_unlock
--- Releases migration_lock.
-SELECT pg_advisory_unlock(hashtext('pgq.migrate'));
+-- name: session_backend_pid
+-- The server process running this statement: differs from the pid the connection
+-- reported at start when a connection pooler sits in between.
+SELECT pg_backend_pid();
 
 -- name: schema_create
 -- The pgq schema must exist before alembic writes its version table into it.
