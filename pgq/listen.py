@@ -8,7 +8,7 @@ The client reconnects with tenacity backoff, logs once when LISTEN stops working
 once when it is back (not once per attempt), and calls ``on_connect`` after every
 (re)connect so the user can catch up on what it may have missed. When nothing arrives
 for ``health_interval`` seconds it notifies itself (pgq_ping, payload its backend pid)
-and expects that ping back: a half-open TCP link or a proxy that drops notifications
+from another session and expects that ping back: a half-open TCP link or a proxy that drops notifications
 is caught that way too, not only a connection that reports an error.
 """
 
@@ -73,6 +73,11 @@ class ListenClient:
         self.refused: str | None = None
         """Why LISTEN was not even tried (a transaction pooler in the way); then run() returns."""
 
+    def _reason(self, exc: BaseException | None) -> object:
+        if isinstance(exc, DatabaseUnavailableError):
+            return exc  # already says where, without a password
+        return _db.unavailable(self._dsn(), exc or OSError())
+
     def _broken(self, reason: object) -> None:
         if not self._said_broken:
             self._said_broken = True
@@ -96,7 +101,7 @@ class ListenClient:
                     self._on_connect()
                 await self._listen(conn)
             except _ERRORS as exc:
-                self._broken(_db.unavailable(self._dsn(), exc))
+                self._broken(self._reason(exc))
             except ListenBroken as exc:
                 self._broken(exc)
             finally:
@@ -115,13 +120,19 @@ class ListenClient:
             if heard:
                 continue
             # Quiet for a while: prove the line still delivers before trusting it.
-            await asyncio.wait_for(conn.execute(QUERIES["listener_ping"]), self.ping_timeout)
+            await asyncio.wait_for(self._ping(own_ping), self.ping_timeout)
             async for notify in conn.notifies(timeout=self.ping_timeout):
                 if notify.channel == PING_CHANNEL and notify.payload == own_ping:
                     break
                 self._deliver(notify)
             else:
                 raise ListenBroken("its own ping did not come back")
+
+    async def _ping(self, payload: str) -> None:
+        """Notify from a session of its own, as a producer would. Not from the listening
+        connection: on a silent link its query would hang, and cancelling it takes seconds."""
+        async with await _db.connect_async(self._dsn(), application_name=self._application_name) as conn:
+            await conn.execute(QUERIES["listener_ping"], {"pid": payload})
 
     def _deliver(self, notify: psycopg.Notify) -> None:
         if notify.channel != PING_CHANNEL:
@@ -132,9 +143,7 @@ class ListenClient:
             retry=retry_if_exception_type(_ERRORS),
             wait=wait_exponential(multiplier=0.2, max=10) + wait_random(0, 0.5),
             before_sleep=lambda state: self._broken(
-                _db.unavailable(self._dsn(), state.outcome.exception() or OSError())
-                if state.outcome
-                else "no connection"
+                self._reason(state.outcome.exception()) if state.outcome else "no connection"
             ),
         ):
             with attempt:

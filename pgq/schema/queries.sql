@@ -268,8 +268,9 @@ WHERE id = %(id)s AND state IN ('failed', 'cancelled')
 RETURNING *;
 
 -- name: listener_ping
--- The listener notifies itself to prove its connection still delivers notifications.
-SELECT pg_notify('pgq_ping', pg_backend_pid()::text);
+-- A listener notifies itself (payload: its backend pid), from a second session, to
+-- prove its connection still delivers notifications.
+SELECT pg_notify('pgq_ping', %(pid)s::text);
 
 -- name: job_set_progress
 -- A running task's latest progress; only the same attempt on the same worker writes it.
@@ -388,7 +389,7 @@ ORDER BY started_at, id;
 
 -- name: job_events_listen
 -- Subscribe to job changes (the HTTP API's wait and events); payloads are JSON. And to
--- listener pings (payload: the pinging backend's pid), which prove the line delivers.
+-- listener pings (payload: the listening backend's pid), which prove the line delivers.
 LISTEN pgq_job_events;
 LISTEN pgq_ping;
 
@@ -398,7 +399,7 @@ SELECT version_num FROM pgq.alembic_version;
 
 -- name: worker_listen
 -- Subscribe to new work (payload: a queue name), cancel requests (payload: a job id)
--- and listener pings (payload: the pinging backend's pid).
+-- and listener pings (payload: the listening backend's pid).
 LISTEN pgq_jobs;
 LISTEN pgq_cancel;
 LISTEN pgq_ping;
