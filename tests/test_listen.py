@@ -67,7 +67,7 @@ async def test_a_silent_connection_is_caught_by_the_self_ping_and_replaced(
     params = conninfo_to_dict(dsn)
     if str(params.get("host", "")).startswith("/"):
         pytest.skip("the proxy relays TCP; this server listens on a socket")
-    proxy = _Proxy(str(params["host"]), int(params.get("port", 5432)))
+    proxy = _Proxy(str(params["host"]), int(str(params.get("port", 5432))))
     got: list[str] = []
     connects = 0
 
