@@ -93,7 +93,7 @@ class ListenClient:
                 conn = await self._connect()
             except ListenThroughPooler as exc:
                 self.refused = str(exc)
-                self._log.error("LISTEN is off: %s; %s", exc, self._fallback)
+                self._log.error("LISTEN is off: %s", exc)
                 return
             try:
                 self.connected.set()

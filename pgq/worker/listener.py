@@ -34,6 +34,7 @@ class Listener:
         self.queues = frozenset(queues)
         self.wake = wake
         self.cancel = cancel
+        self.poll_interval = poll_interval
         self.client = ListenClient(
             lambda: dsn,
             QUERIES["worker_listen"],
@@ -51,6 +52,7 @@ class Listener:
     async def run(self) -> None:
         """Listen until cancelled (returns at once if LISTEN is refused: polling only)."""
         await self.client.run()
+        log.warning("polling every %s s for new work, without LISTEN", self.poll_interval)
 
     def _connected(self) -> None:
         self._connects += 1
