@@ -34,6 +34,10 @@ class ListenBroken(Exception):
     """The connection no longer delivers notifications."""
 
 
+class ListenThroughPooler(Exception):
+    """LISTEN was asked of a connection pooler, which would lose the notifications."""
+
+
 class ListenClient:
     """Keeps one LISTEN connection and hands every notification to ``on_notify``.
 
@@ -164,7 +168,3 @@ class ListenClient:
             self._said_broken = False
             self._log.warning("LISTEN connection restored")
         return conn
-
-
-class ListenThroughPooler(Exception):
-    """LISTEN was asked of a connection pooler, which would lose the notifications."""
