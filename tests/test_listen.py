@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
@@ -11,8 +12,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+import pgq
 from pgq._queries import QUERIES
 from pgq.listen import ListenClient
+from pgq.settings import Settings
 
 pytestmark = pytest.mark.anyio
 log = logging.getLogger("tests.listen")
@@ -139,3 +142,11 @@ async def test_an_outage_is_logged_once_and_reconnects_with_backoff(dsn: str, ca
         'connection to server at "127.0.0.1", port 1 failed: Connection refused); waiting'
     ]
     assert messages.count("LISTEN connection restored") == 1
+
+
+def test_a_listen_url_libpq_cannot_parse_is_a_config_error_naming_it(dsn: str) -> None:
+    settings = dataclasses.replace(Settings(), listen_url="not a dsn")
+    with pytest.raises(pgq.ConfigError, match="PGQ_LISTEN_URL is not a valid PostgreSQL DSN"):
+        pgq.App(dsn, settings=settings)
+    assert Settings.from_env({"PGQ_LISTEN_URL": " host=db port=5432 "}).listen_url == "host=db port=5432"
+    assert pgq.App(dsn).listen_dsn == dsn  # unset: LISTEN goes where everything else goes

@@ -66,8 +66,7 @@ def pgbouncer(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> It
     ini = _config(pg_server, port, folder)
     command = [PGBOUNCER, str(ini)]
     if os.geteuid() == 0:  # pgbouncer refuses to run as root; it reads its config before switching
-        user = "postgres" if _user_exists("postgres") else "nobody"
-        command[1:1] = ["-u", user]
+        command[1:1] = ["-u", _unprivileged_user(pg_server)]
     with open(folder / "pgbouncer.log", "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -78,12 +77,16 @@ def pgbouncer(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> It
         proc.wait(10)
 
 
-def _user_exists(name: str) -> bool:
+def _unprivileged_user(server: Server) -> str:
+    """The owner of the server's socket folder (the embedded server's own user), else postgres."""
+    if server.host.startswith("/"):
+        owner = pwd.getpwuid(os.stat(server.host).st_uid).pw_name
+        if owner != "root":
+            return owner
     try:
-        pwd.getpwnam(name)
+        return pwd.getpwnam("postgres").pw_name
     except KeyError:
-        return False
-    return True
+        return "nobody"
 
 
 def _wait_answers(port: int, user: str, proc: subprocess.Popen[bytes], log: Path) -> None:
