@@ -443,6 +443,13 @@ class App:
     def list_schedules_sync(self) -> list[ScheduleState]:
         return self._run_sync(_ops.list_schedules())
 
+    async def delete_schedule(self, name: str) -> None:
+        """Remove a schedule from ``pgq.schedules`` (a worker that still declares it writes it again)."""
+        await self._run(_ops.delete_schedule(name))
+
+    def delete_schedule_sync(self, name: str) -> None:
+        self._run_sync(_ops.delete_schedule(name))
+
     def list_jobs_sync(
         self,
         *,

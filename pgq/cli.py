@@ -17,6 +17,7 @@ from pgq import _db
 from pgq.app import App
 from pgq.errors import ConfigError, PgqError
 from pgq.job import Job, JobState
+from pgq.schedule import ScheduleState
 from pgq.settings import parse_queues
 
 
@@ -234,7 +235,20 @@ def _in_zone(when: dt.datetime | None, zone: str) -> str:
     return when.astimezone(ZoneInfo(zone)).isoformat(sep=" ", timespec="seconds") if when else "-"
 
 
+def _declared(s: ScheduleState) -> str:
+    """Whether a live worker declares the schedule, or since when none does (it does not run)."""
+    if s.orphaned:
+        return f"ORPHANED: no live worker since {_in_zone(s.last_declared_at, s.timezone)}"
+    count = len(s.declared_by)
+    return f"{count} live worker{'s' if count != 1 else ''}"
+
+
 def cmd_schedules(args: argparse.Namespace) -> int:
+    if args.action == "delete":
+        with App() as app:
+            app.delete_schedule_sync(args.name)
+        print(f"schedule {args.name} deleted (a worker whose app still declares it writes it again when it starts)")
+        return 0
     with App() as app:
         schedules = app.list_schedules_sync()
     if args.json:
@@ -243,7 +257,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     if not schedules:
         print("no schedules (a worker writes its app's schedules when it starts)")
         return 0
-    header = ["NAME", "TASK", "QUEUE", "WHEN", "TZ", "MISSED", "NEXT RUN", "LAST RUN", "LAST JOB"]
+    header = ["NAME", "TASK", "QUEUE", "WHEN", "TZ", "MISSED", "NEXT RUN", "LAST RUN", "LAST JOB", "DECLARED BY"]
     rows = [header] + [
         [
             s.name,
@@ -255,6 +269,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             _in_zone(s.next_run_at, s.timezone),
             _in_zone(s.last_run_at, s.timezone),
             str(s.last_job_id) if s.last_job_id is not None else "-",
+            _declared(s),
         ]
         for s in schedules
     ]
@@ -375,9 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("queues", help="jobs per queue and state (the pgq.queue_stats view)")
     p.set_defaults(func=cmd_queues)
 
-    p = sub.add_parser("schedules", help="periodic jobs with their next and last run (the pgq.schedules table)")
+    p = sub.add_parser(
+        "schedules",
+        help="periodic jobs with their next and last run, and whether a live worker declares them",
+        description="Lists pgq.schedule_status. A schedule no live worker declares is ORPHANED and does not run.",
+    )
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_schedules)
+    p.set_defaults(func=cmd_schedules, action=None)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    d = actions.add_parser("delete", help="remove a schedule (its jobs stay)")
+    d.add_argument("name", help="the schedule's name, as `pgq schedules` shows it")
 
     p = sub.add_parser("cancel", help="cancel a job that has not started")
     p.add_argument("id", type=int)
