@@ -310,6 +310,8 @@ class App:
         if task is None and self.tasks:
             # An app that registers tasks is a worker's app: a name it does not know is a typo.
             self.get_task(spec.task)
+        if task is not None and isinstance(spec.args, Mapping):
+            task.check_args(spec.args)
         return _ops.insert_params(spec, task.options if task else None, self.json_default)
 
     async def enqueue(

@@ -18,7 +18,7 @@ from pgq.app import App
 from pgq.errors import ConfigError, PgqError
 from pgq.job import Job, JobState
 from pgq.schedule import ScheduleState
-from pgq.settings import parse_queues
+from pgq.settings import Settings, parse_queues
 
 
 def load_app(spec: str) -> App:
@@ -32,14 +32,22 @@ def load_app(spec: str) -> App:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"cannot import {module_name!r} for --app: {exc}") from None
-    app = getattr(module, attr, None)
+    if not hasattr(module, attr):
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r} (--app {spec})")
+    app = getattr(module, attr)
     if not isinstance(app, App):
         raise ConfigError(f"{spec} is {type(app).__name__}, not a pgq.App")
     return app
 
 
+def _app_spec(args: argparse.Namespace) -> str | None:
+    """--app, else PGQ_APP: name the app once for every command."""
+    return getattr(args, "app", None) or Settings.from_env().app
+
+
 def _app_for(args: argparse.Namespace) -> App:
-    return load_app(args.app) if getattr(args, "app", None) else App()
+    spec = _app_spec(args)
+    return load_app(spec) if spec else App()
 
 
 # -- commands -----------------------------------------------------------------------
@@ -64,7 +72,10 @@ def cmd_roles(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from pgq.worker import Worker
 
-    app = load_app(args.app)
+    spec = _app_spec(args)
+    if not spec:
+        raise ConfigError("which app? give --app MODULE:ATTR (e.g. myproject.tasks:app) or set PGQ_APP")
+    app = load_app(spec)
     worker = Worker(
         app,
         queues=parse_queues(args.queues) if args.queues else None,
@@ -115,6 +126,12 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         if args.json
         else f"enqueued job {job.id} ({job.task}) on queue {job.queue}: {job.state.value}"
     )
+    if not app.tasks:
+        print(
+            f"pgq: note: task name {args.task!r} and its arguments are not checked (no --app or PGQ_APP): "
+            "a typo fails the job on the worker",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -122,11 +139,20 @@ def _age(when: dt.datetime | None) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "-"
 
 
+_SUMMARY_WIDTH = 60
+
+
+def _cut(text: str, width: int = _SUMMARY_WIDTH) -> str:
+    """One line of at most ``width`` characters, with an ellipsis when something was cut."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def _last_error(job: Job) -> str:
     if not job.errors:
         return ""
     last = job.errors[-1]
-    return f"{last.get('type')}: {last.get('message')}"[:60]
+    return _cut(f"{last.get('type')}: {last.get('message')}")
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
@@ -138,8 +164,9 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
 def _show_job(job: Job) -> None:
     data = job.to_dict()
     errors = data.pop("errors")
+    width = max(map(len, data))
     for key, value in data.items():
-        print(f"{key:>16}: {json.dumps(value) if isinstance(value, dict | list) else value}")
+        print(f"{key:>{width}}: {json.dumps(value) if isinstance(value, dict | list) else value}")
     for error in errors:
         when, kind, message = error.get("at"), error.get("type"), error.get("message")
         print(f"\n-- attempt {error.get('attempt')} failed at {when}: {kind}: {message}")
@@ -181,9 +208,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def _summary(job: Job) -> str:
     """The list's last column: the result, the live progress, or the last error."""
     if job.state == JobState.SUCCEEDED:
-        return json.dumps(job.result)[:60]
+        return _cut(json.dumps(job.result))
     if job.state == JobState.RUNNING and job.progress:
-        return f"{job.progress['percent']:g}% {job.progress.get('message') or ''}"[:60].rstrip()
+        return _cut(f"{job.progress['percent']:g}% {job.progress.get('message') or ''}")
     return _last_error(job)
 
 
@@ -357,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_roles)
 
     p = sub.add_parser("worker", help="run a worker for an app's tasks")
-    p.add_argument("--app", required=True, help="MODULE:ATTR of your pgq.App, e.g. myproject.tasks:app")
+    p.add_argument("--app", help="MODULE:ATTR of your pgq.App, e.g. myproject.tasks:app (default: PGQ_APP)")
     p.add_argument("--queues", help="comma-separated queues (default: PGQ_QUEUES, else every queue the tasks use)")
     p.add_argument("--concurrency", type=int, help="jobs run at once (default: PGQ_CONCURRENCY or 10)")
     p.add_argument("--poll-interval", type=float, help="seconds between polls when no NOTIFY arrives (default 2)")
@@ -368,7 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enqueue", help="enqueue a job by task name")
     p.add_argument("task", help="the task's registered name")
     p.add_argument("--args", default="{}", help="keyword arguments as a JSON object")
-    p.add_argument("--app", help="MODULE:ATTR: check the task name against this app's tasks and use its defaults")
+    p.add_argument(
+        "--app",
+        help="MODULE:ATTR (default: PGQ_APP): check the task name and its arguments against this app's tasks "
+        "and use the task's defaults",
+    )
     p.add_argument("--queue")
     p.add_argument("--priority", type=int, help="lower runs first (default 0)")
     p.add_argument("--delay", type=float, help="seconds from now")
@@ -401,7 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = actions.add_parser("delete", help="remove a schedule (its jobs stay)")
     d.add_argument("name", help="the schedule's name, as `pgq schedules` shows it")
 
-    p = sub.add_parser("cancel", help="cancel a job that has not started")
+    cancel_help = (
+        "cancel a job: one waiting is cancelled at once, a running one gets a cancel request its worker acts on"
+    )
+    p = sub.add_parser("cancel", help=cancel_help, description=cancel_help.capitalize() + ".")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_cancel)
 

@@ -26,6 +26,8 @@ class Settings:
 
     database_url: str | None = None
     """DATABASE_URL: a libpq URL or key=value DSN. Unset: the embedded PostgreSQL."""
+    app: str | None = None
+    """PGQ_APP: MODULE:ATTR of your pgq.App, for every `pgq` command that takes --app."""
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     """PGQ_DATA_DIR: the embedded PostgreSQL's data folder."""
     queues: tuple[str, ...] = ()
@@ -85,6 +87,8 @@ class Settings:
         fields: dict[str, object] = {}
         if url := env.get("DATABASE_URL", "").strip():
             fields["database_url"] = url
+        if app := env.get("PGQ_APP", "").strip():
+            fields["app"] = app
         if data_dir := env.get("PGQ_DATA_DIR", "").strip():
             fields["data_dir"] = Path(data_dir).expanduser()
         if queues := env.get("PGQ_QUEUES", "").strip():
