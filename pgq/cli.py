@@ -1,4 +1,5 @@
-"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, schedules, cancel, retry, api, bench, demo."""
+"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, schedules, cancel, retry, api, bench, demo,
+embedded."""
 
 from __future__ import annotations
 
@@ -109,15 +110,18 @@ def _parse_time(text: str) -> dt.datetime:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
+    # Bad input is refused before anything connects (or starts the embedded server).
+    task_args = _parse_json_object(args.args)
+    run_at = _parse_time(args.run_at) if args.run_at else None
     app = _app_for(args)
     with app:
         job = app.enqueue_sync(
             args.task,
-            _parse_json_object(args.args),
+            task_args,
             queue=args.queue,
             priority=args.priority,
             delay=args.delay,
-            run_at=_parse_time(args.run_at) if args.run_at else None,
+            run_at=run_at,
             max_attempts=args.max_attempts,
             idempotency_key=args.idempotency_key,
         )
@@ -331,7 +335,28 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pgq.demo import run_demo
 
-    return asyncio.run(run_demo(once=args.once, port=None if args.no_api else args.port))
+    log_file = Settings.from_env().data_dir.parent / "demo.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    _log_to(logging.FileHandler(log_file), args.log_level or "INFO")
+    return asyncio.run(run_demo(once=args.once, port=None if args.no_api else args.port, log_file=str(log_file)))
+
+
+def cmd_embedded(args: argparse.Namespace) -> int:
+    from pgq import embedded
+
+    settings = Settings.from_env()
+    if settings.database_url is not None:
+        print(f"note: DATABASE_URL is set, so pgq does not use the embedded PostgreSQL in {settings.data_dir}")
+    if args.action == "stop":
+        stopped = embedded.stop(settings.data_dir)
+        print(f"the embedded PostgreSQL in {settings.data_dir} {'is stopped' if stopped else 'was not running'}")
+        return 0
+    current = embedded.status(settings.data_dir)
+    if current.pid is None:
+        print(f"the embedded PostgreSQL in {current.data_dir} is not running")
+        return 3
+    print(f"the embedded PostgreSQL in {current.data_dir} is running (pid {current.pid}): {current.dsn}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -367,7 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(or --database-url); without one, an embedded PostgreSQL in PGQ_DATA_DIR.",
     )
     parser.add_argument("--database-url", help="PostgreSQL DSN (overrides DATABASE_URL)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO for worker and api, WARNING for one-shot commands; demo logs to a file",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("migrate", help="create or upgrade the pgq schema (safe to run twice, or concurrently)")
@@ -470,18 +499,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port of the HTTP API on 127.0.0.1 (default 8000)")
     p.add_argument("--no-api", action="store_true", help="run the worker without the HTTP API")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "embedded",
+        help="status or stop of the embedded PostgreSQL in PGQ_DATA_DIR (it keeps running between commands)",
+    )
+    p.add_argument(
+        "action", choices=["status", "stop"], help="status: exit 0 if running, 3 if not; stop: fast shutdown"
+    )
+    p.set_defaults(func=cmd_embedded)
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+_SERVICES = {"worker", "api"}
+"""Long-running commands log their progress at INFO; one-shot commands only warnings."""
+
+
+def _log_to(handler: logging.Handler, level: str) -> None:
+    """Send every log line (and Python warnings) to ``handler`` at ``level``."""
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
     for noisy in ("alembic", "pgserver", "psycopg.pool"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level)
+    _log_to(logging.StreamHandler(sys.stderr), args.log_level or ("INFO" if args.command in _SERVICES else "WARNING"))
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
     try:
@@ -494,6 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pgq: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("pgq: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
 
 

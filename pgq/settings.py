@@ -15,7 +15,13 @@ _T = TypeVar("_T")
 
 
 def default_data_dir() -> Path:
-    """Where the embedded PostgreSQL keeps its data when PGQ_DATA_DIR is not set."""
+    """Where the embedded PostgreSQL keeps its data when PGQ_DATA_DIR is not set.
+
+    Root gets /var/lib/pgq: the server then runs as another user, which must reach the
+    folder without pgq opening root's home to everyone (pgq/embedded.py).
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/pgq/pgdata")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pgq" / "pgdata"
 

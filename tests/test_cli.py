@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import warnings
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -187,25 +185,6 @@ def test_every_command_has_help() -> None:
     for command in ("migrate", "roles", "limits", "worker", "enqueue", "jobs", "queues", "cancel", "retry", "demo"):
         result = pgq_cli(command, "--help", dsn=None)
         assert result.returncode == 0 and "usage: pgq" in result.stdout
-
-
-def test_demo_runs_on_the_embedded_database_without_database_url(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pgdata"
-    result = pgq_cli("demo", "--once", dsn=None, env={"PGQ_DATA_DIR": str(data_dir)}, timeout=120)
-    try:
-        assert result.returncode == 0, result.stderr
-        assert f"using the embedded PostgreSQL in {data_dir}" in result.stderr
-        assert result.stdout.count("succeeded") == 4
-        assert "fetch_exchange_rate    succeeded after 2 attempts" in result.stdout
-        # The server keeps running for the next command, which finds the same jobs.
-        listed = pgq_cli("jobs", "--state", "succeeded", "--json", dsn=None, env={"PGQ_DATA_DIR": str(data_dir)})
-        assert len(json.loads(listed.stdout)) == 4
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from pgserver.postgres_server import get_server
-
-            get_server(data_dir, cleanup_mode="delete").cleanup()
 
 
 def test_limits_command_sets_shows_and_clears_queue_limits(dsn: str) -> None:
