@@ -310,9 +310,10 @@ class App:
         if task is None and self.tasks:
             # An app that registers tasks is a worker's app: a name it does not know is a typo.
             self.get_task(spec.task)
-        if task is not None and isinstance(spec.args, Mapping):
+        params = _ops.insert_params(spec, task.options if task else None, self.json_default)  # JSON checks first
+        if task is not None:
             task.check_args(spec.args)
-        return _ops.insert_params(spec, task.options if task else None, self.json_default)
+        return params
 
     async def enqueue(
         self,

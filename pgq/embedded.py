@@ -86,7 +86,7 @@ def embedded_dsn(data_dir: Path) -> str:
         warnings.simplefilter("ignore")
         server = pgserver.get_server(data_dir, cleanup_mode=None)
     dsn: str = server.get_uri()
-    log.debug("DATABASE_URL is not set: using the embedded PostgreSQL in %s", data_dir)
+    log.info("DATABASE_URL is not set: using the embedded PostgreSQL in %s", data_dir)
     _started[data_dir] = dsn
     return dsn
 
