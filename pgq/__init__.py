@@ -13,6 +13,7 @@ from pgq.errors import (
     PermanentError,
     PgqError,
     Retry,
+    ScheduleNotFoundError,
     SchemaNotMigratedError,
     UnknownTaskError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "PgqError",
     "QueueLimits",
     "Retry",
+    "ScheduleNotFoundError",
     "SchemaNotMigratedError",
     "Settings",
     "Task",

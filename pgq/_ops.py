@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from pgq import _json
 from pgq._queries import QUERIES
-from pgq.errors import JobNotFoundError, JobStateError, PgqError
+from pgq.errors import JobNotFoundError, JobStateError, PgqError, ScheduleNotFoundError
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.monitoring import EXACT_FINAL_COUNT_ROWS, QueueStats, WorkerInfo
 from pgq.schedule import ScheduleState
@@ -412,6 +412,12 @@ def list_workers() -> Op[list[WorkerInfo]]:
 def list_schedules() -> Op[list[ScheduleState]]:
     rows = yield QUERIES["schedule_list"], {}
     return [ScheduleState(**r) for r in rows]
+
+
+def delete_schedule(name: str) -> Op[None]:
+    rows = yield QUERIES["schedule_delete"], {"name": name}
+    if not rows:
+        raise ScheduleNotFoundError(f"no schedule named {name!r} (`pgq schedules` lists them)")
 
 
 def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None = None) -> T:

@@ -318,7 +318,10 @@ class App:
         if task is None and self.tasks:
             # An app that registers tasks is a worker's app: a name it does not know is a typo.
             self.get_task(spec.task)
-        return _ops.insert_params(spec, task.options if task else None, self.json_default)
+        params = _ops.insert_params(spec, task.options if task else None, self.json_default)  # JSON checks first
+        if task is not None:
+            task.check_args(spec.args)
+        return params
 
     async def enqueue(
         self,
@@ -450,6 +453,13 @@ class App:
 
     def list_schedules_sync(self) -> list[ScheduleState]:
         return self._run_sync(_ops.list_schedules())
+
+    async def delete_schedule(self, name: str) -> None:
+        """Remove a schedule from ``pgq.schedules`` (a worker that still declares it writes it again)."""
+        await self._run(_ops.delete_schedule(name))
+
+    def delete_schedule_sync(self, name: str) -> None:
+        self._run_sync(_ops.delete_schedule(name))
 
     def list_jobs_sync(
         self,

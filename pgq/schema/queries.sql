@@ -158,10 +158,11 @@ SELECT id, state, state = 'queued' AND pg_notify('pgq_jobs', queue) IS NULL AS n
 -- One statement per beat: (re)register this worker, refresh the heartbeat of the jobs
 -- it still owns, and report which of them have a cancel request (as of the statement's
 -- snapshot). A job missing from the answer is no longer this worker's (rescued
--- meanwhile). Times are the database's.
+-- meanwhile). Times are the database's. The row lists the schedules the worker's app
+-- declares, so a row recreated after an outage declares them again.
 WITH me AS (
-    INSERT INTO pgq.workers (id, host, pid, queues, concurrency)
-    VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s)
+    INSERT INTO pgq.workers (id, host, pid, queues, concurrency, schedules)
+    VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(schedules)s::text[])
     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
     RETURNING id
 ), refresh AS (
@@ -180,14 +181,27 @@ SELECT id, cancel_requested_at IS NOT NULL AS cancel_requested FROM pgq.jobs
 WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s;
 
 -- name: worker_deregister
--- A worker that stops cleanly removes its row and gives up any lease it holds.
-WITH gone AS (DELETE FROM pgq.workers WHERE id = %(worker_id)s)
+-- A worker that stops cleanly removes its row and gives up any lease it holds; the
+-- schedules it declared remember that they were declared until now.
+WITH gone AS (DELETE FROM pgq.workers WHERE id = %(worker_id)s RETURNING schedules),
+declared AS (
+    UPDATE pgq.schedules AS s SET declared_at = greatest(s.declared_at, now())
+    FROM gone WHERE s.name = ANY(gone.schedules)
+)
 DELETE FROM pgq.leases WHERE worker_id = %(worker_id)s;
 
 -- name: worker_prune_dead
--- Rows of workers that stopped heartbeating longer ago than the lease (killed hosts).
-DELETE FROM pgq.workers WHERE heartbeat_at < now() - %(lease)s::interval
-RETURNING id;
+-- Rows of workers that stopped heartbeating longer ago than the lease (killed hosts);
+-- the schedules they declared were last declared at their last heartbeat.
+WITH gone AS (
+    DELETE FROM pgq.workers WHERE heartbeat_at < now() - %(lease)s::interval
+    RETURNING id, schedules, heartbeat_at
+), declared AS (
+    UPDATE pgq.schedules AS s SET declared_at = greatest(s.declared_at, last.beat)
+    FROM (SELECT name, max(heartbeat_at) AS beat FROM gone, unnest(gone.schedules) AS name GROUP BY name) AS last
+    WHERE s.name = last.name
+)
+SELECT id FROM gone;
 
 -- name: lease_acquire
 -- Take or renew a named lease: succeeds (returns a row) when it is free, expired, or
@@ -522,9 +536,11 @@ RETURNING s.name, s.next_run_at, s.xmax = 0 AS inserted;
 
 -- name: schedule_lock_next_due
 -- The due schedule with the oldest tick, locked for this transaction; rows another
--- leader is enqueueing are skipped, and one it just advanced is no longer due.
+-- leader is enqueueing are skipped, and one it just advanced is no longer due. A
+-- schedule no live worker declares (its app stopped) is orphaned and not run.
 SELECT s.*, now() AS now FROM pgq.schedules AS s
 WHERE s.next_run_at <= now() AND s.name <> ALL(%(exclude)s::text[])
+  AND EXISTS (SELECT FROM pgq.workers AS w WHERE s.name = ANY(w.schedules))
 ORDER BY s.next_run_at, s.name
 LIMIT 1
 FOR UPDATE SKIP LOCKED;
@@ -540,12 +556,25 @@ WHERE name = %(name)s;
 -- name: schedule_next_due_in
 -- Seconds, by the database clock, until the next schedule is due (NULL: none), so the
 -- leader can wake for a schedule that repeats faster than its maintenance interval.
-SELECT extract(epoch FROM min(next_run_at) - now())::float8 AS seconds FROM pgq.schedules
-WHERE name <> ALL(%(exclude)s::text[]);
+SELECT extract(epoch FROM min(s.next_run_at) - now())::float8 AS seconds FROM pgq.schedules AS s
+WHERE s.name <> ALL(%(exclude)s::text[])
+  AND EXISTS (SELECT FROM pgq.workers AS w WHERE s.name = ANY(w.schedules));
+
+-- name: schedule_orphaned_due
+-- Due schedules that no live worker declares: the leader says once that it skips them.
+SELECT s.name, s.task, s.declared_at FROM pgq.schedules AS s
+WHERE s.next_run_at <= now()
+  AND NOT EXISTS (SELECT FROM pgq.workers AS w WHERE s.name = ANY(w.schedules))
+ORDER BY s.name;
 
 -- name: schedule_list
--- Every schedule, soonest next run first (`pgq schedules`, app.list_schedules()).
+-- Every schedule, soonest next run first, with the live workers that declare it
+-- (`pgq schedules`, app.list_schedules()).
 SELECT name, task, queue, args, priority, max_attempts, cron, every_seconds, timezone, missed,
-       next_run_at, last_run_at, last_job_id, updated_at
-FROM pgq.schedules
+       next_run_at, last_run_at, last_job_id, updated_at, declared_by, orphaned, last_declared_at
+FROM pgq.schedule_status
 ORDER BY next_run_at, name;
+
+-- name: schedule_delete
+-- Remove one schedule (`pgq schedules delete NAME`); its enqueued jobs stay.
+DELETE FROM pgq.schedules WHERE name = %(name)s RETURNING name;

@@ -113,10 +113,12 @@ CREATE TABLE pgq.workers (
     queues       text[]      NOT NULL,
     concurrency  integer     NOT NULL CHECK (concurrency >= 1),
     started_at   timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    schedules    text[]      NOT NULL DEFAULT '{}'
 );
 
 COMMENT ON TABLE pgq.workers IS 'One row per live worker process, refreshed by its heartbeat; stale rows are removed by the leader.';
+COMMENT ON COLUMN pgq.workers.schedules IS 'The schedules this worker''s app declares; a schedule no live worker declares does not run.';
 
 -- At most one row per name: the worker holding an unexpired lease runs that
 -- maintenance. A lease (not an advisory lock) survives PgBouncer transaction pooling.
@@ -187,6 +189,7 @@ CREATE TABLE pgq.schedules (
     last_run_at   timestamptz,
     last_job_id   bigint,
     updated_at    timestamptz NOT NULL DEFAULT now(),
+    declared_at   timestamptz NOT NULL DEFAULT now(),
 
     CONSTRAINT schedules_name_valid CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$'),
     CONSTRAINT schedules_task_valid CHECK (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$'),
@@ -203,6 +206,23 @@ COMMENT ON TABLE pgq.schedules IS 'Periodic jobs: the leader enqueues task when 
 COMMENT ON COLUMN pgq.schedules.next_run_at IS 'The next tick (UTC); the run enqueued for it has run_at = this tick.';
 COMMENT ON COLUMN pgq.schedules.last_run_at IS 'The tick of the last run enqueued; last_job_id is its job.';
 COMMENT ON COLUMN pgq.schedules.missed IS 'After downtime: run_once (one catch-up run for the latest missed tick) or skip.';
+COMMENT ON COLUMN pgq.schedules.declared_at IS 'When a worker last declared this schedule (registration, or its last declaring worker leaving).';
+
+-- Every schedule with the live workers that declare it: orphaned ones are not run.
+CREATE VIEW pgq.schedule_status AS
+SELECT
+    s.*,
+    coalesce(d.workers, '{}') AS declared_by,
+    d.workers IS NULL AS orphaned,
+    greatest(s.declared_at, d.last_beat) AS last_declared_at
+FROM pgq.schedules AS s
+LEFT JOIN LATERAL (
+    SELECT array_agg(w.id ORDER BY w.id) AS workers, max(w.heartbeat_at) AS last_beat
+    FROM pgq.workers AS w
+    WHERE s.name = ANY(w.schedules)
+) AS d ON true;
+
+COMMENT ON VIEW pgq.schedule_status IS 'Schedules with the live workers declaring them; an orphaned one (no live worker) is not run.';
 
 -- The claim: one call, one round trip (see job_claim in queries.sql). In a VOLATILE
 -- PL/pgSQL function each statement takes a new snapshot, so the claim that follows

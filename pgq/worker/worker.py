@@ -420,6 +420,7 @@ class Worker:
             "pid": self.pid,
             "queues": self.queues,
             "concurrency": self.settings.concurrency,
+            "schedules": sorted(self.app.schedules),
             "ids": ids,
         }
         async with self._pool.connection() as conn:
