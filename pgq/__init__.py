@@ -18,6 +18,7 @@ from pgq.errors import (
     UnknownTaskError,
 )
 from pgq.job import FINAL_STATES, Job, JobState
+from pgq.pausing import QueuePause
 from pgq.settings import Settings
 from pgq.task import Task
 
@@ -37,6 +38,7 @@ __all__ = [
     "PermanentError",
     "PgqError",
     "QueueLimits",
+    "QueuePause",
     "Retry",
     "ScheduleNotFoundError",
     "SchemaNotMigratedError",
