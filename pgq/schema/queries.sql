@@ -543,3 +543,115 @@ SELECT name, task, queue, args, priority, max_attempts, cron, every_seconds, tim
        next_run_at, last_run_at, last_job_id, updated_at
 FROM pgq.schedules
 ORDER BY next_run_at, name;
+
+-- ---------------------------------------------------------------------------------
+-- The dashboard (api/ui/): one named query per panel. Each reads only what a partial
+-- index or jobs_finished_at_idx can answer, so pages stay cheap on a 1M-row table.
+-- ---------------------------------------------------------------------------------
+
+-- name: ui_queue_settings
+-- Every configured queue: limits and whether it is paused (to_jsonb reads 'paused'
+-- so the page works on a schema without the pause column too).
+SELECT q.queue, q.max_running, q.rate_limit, extract(epoch FROM q.rate_period)::float8 AS rate_period_seconds,
+       coalesce((to_jsonb(q) ->> 'paused')::boolean, false) AS paused
+FROM pgq.queues AS q
+ORDER BY q.queue;
+
+-- name: ui_finished_per_minute
+-- Per queue, minute and final state: jobs finished over the last hour (a range of
+-- jobs_finished_at_idx). minute is 0 (oldest) to 59 (the current minute).
+SELECT queue, state, count(*)::int AS jobs,
+       least(59, greatest(0, 59 - floor(extract(epoch FROM now() - finished_at) / 60)))::int AS minute
+FROM pgq.jobs
+WHERE finished_at > now() - interval '1 hour'
+GROUP BY 1, 2, 4;
+
+-- name: ui_workers_alive
+-- Workers that heartbeated within %(lease)s.
+SELECT count(*)::int AS alive FROM pgq.workers WHERE heartbeat_at > now() - %(lease)s::interval;
+
+-- name: ui_running_by_worker
+-- Running jobs per worker (jobs_running_idx), at most 20 ids each.
+SELECT worker_id, count(*)::int AS running, (array_agg(id ORDER BY id))[1:20] AS job_ids
+FROM pgq.jobs
+WHERE state = 'running'
+GROUP BY worker_id;
+
+-- name: ui_job_find_by_key
+-- Jobs holding an idempotency key, newest first (live ones through
+-- jobs_idempotency_key_idx, finished ones through jobs_idempotency_key_any_idx).
+SELECT * FROM pgq.jobs WHERE idempotency_key = %(key)s ORDER BY id DESC LIMIT 50;
+
+-- name: ui_task_stats
+-- Per task: finished runs, failures and duration percentiles (seconds from start to
+-- finish) over the last %(window)s, read along jobs_finished_at_idx.
+SELECT task, count(*)::int AS runs,
+       count(*) FILTER (WHERE state = 'failed')::int AS failed,
+       count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+           FILTER (WHERE started_at IS NOT NULL) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+           FILTER (WHERE started_at IS NOT NULL) AS p95
+FROM pgq.jobs
+WHERE finished_at > now() - %(window)s::interval
+GROUP BY task
+ORDER BY runs DESC, task
+LIMIT 200;
+
+-- name: ui_task_top_errors
+-- The most common last errors (type and message) of jobs that failed in the last
+-- %(window)s, per task.
+SELECT task, errors -> -1 ->> 'type' AS type, left(errors -> -1 ->> 'message', 300) AS message, count(*)::int AS jobs
+FROM pgq.jobs
+WHERE finished_at > now() - %(window)s::interval AND state = 'failed'
+GROUP BY 1, 2, 3
+ORDER BY jobs DESC, task
+LIMIT 20;
+
+-- name: ui_jobs_matching_count
+-- How many jobs in these states match the filter (the confirmation of a bulk action).
+SELECT count(*)::int AS jobs FROM pgq.jobs
+WHERE state = ANY(%(states)s::text[])
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s);
+
+-- name: ui_jobs_retry_matching
+-- Put every failed job matching the filter back in its queue (like job_retry). A job
+-- whose idempotency key a live job holds stays failed, and of several failed jobs
+-- with one key only the newest goes back: the key stays unique among live jobs.
+WITH chosen AS (
+    SELECT DISTINCT ON (coalesce(f.idempotency_key, f.id::text)) f.id
+    FROM pgq.jobs AS f
+    WHERE f.state = 'failed'
+      AND (%(queue)s::text IS NULL OR f.queue = %(queue)s)
+      AND (%(task)s::text IS NULL OR f.task = %(task)s)
+      AND (f.idempotency_key IS NULL OR NOT EXISTS (
+          SELECT FROM pgq.jobs AS live
+          WHERE live.idempotency_key = f.idempotency_key
+            AND live.state IN ('scheduled', 'queued', 'running', 'retrying')))
+    ORDER BY coalesce(f.idempotency_key, f.id::text), f.id DESC
+), retried AS (
+    UPDATE pgq.jobs AS j
+    SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
+        max_attempts = greatest(j.max_attempts, j.attempt + 1)
+    FROM chosen
+    WHERE j.id = chosen.id AND j.state = 'failed'
+    RETURNING j.queue
+), woken AS (
+    -- One wake-up per queue, like job_notify_queue.
+    SELECT pg_notify('pgq_jobs', r.queue) FROM (SELECT DISTINCT queue FROM retried) AS r
+)
+SELECT (SELECT count(*) FROM retried)::int AS jobs, (SELECT count(*) FROM woken)::int AS queues;
+
+-- name: ui_jobs_cancel_waiting_matching
+-- Cancel every job matching the filter that has not started (scheduled, queued,
+-- retrying), like job_cancel.
+WITH cancelled AS (
+    UPDATE pgq.jobs
+    SET state = 'cancelled', finished_at = now()
+    WHERE state IN ('scheduled', 'queued', 'retrying')
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+      AND (%(task)s::text IS NULL OR task = %(task)s)
+    RETURNING id
+)
+SELECT count(*)::int AS jobs FROM cancelled;
