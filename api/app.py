@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api import jobs, openapi, status, ui, watch
+from api import jobs, openapi, queues, status, ui, watch
 from api.auth import Auth
 from api.config import ApiSettings
 from api.errors import EXCEPTION_HANDLERS
@@ -58,6 +58,7 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
             *jobs.routes(queue, auth, config.max_body_bytes),
             *watch.routes(queue, events, auth),
             *status.routes(queue, auth),
+            *queues.routes(queue, auth),
             *metrics.routes(queue, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             ui.mount(queue, auth),

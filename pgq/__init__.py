@@ -17,6 +17,7 @@ from pgq.errors import (
     UnknownTaskError,
 )
 from pgq.job import FINAL_STATES, Job, JobState
+from pgq.pausing import QueuePause
 from pgq.settings import Settings
 from pgq.task import Task
 
@@ -36,6 +37,7 @@ __all__ = [
     "PermanentError",
     "PgqError",
     "QueueLimits",
+    "QueuePause",
     "Retry",
     "SchemaNotMigratedError",
     "Settings",

@@ -370,7 +370,8 @@ def list_queue_limits() -> Op[list[QueueLimits]]:
 
 
 def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[QueueStats]]:
-    """Per-queue statistics without counting the finished rows of a large table."""
+    """Per-queue statistics without counting the finished rows of a large table;
+    a paused queue is listed even when it has no jobs."""
     live = yield QUERIES["queue_live_counts"], {}
     recent = yield QUERIES["queue_finished_recently"], {}
     (size,) = yield QUERIES["queue_table_size_estimate"], {}
@@ -381,7 +382,8 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
         estimated = bool(final)  # never analyzed (no statistics yet): count instead
     if not estimated:
         final = yield QUERIES["queue_final_counts"], {}
-    counts: dict[str, dict[str, int]] = {}
+    paused = {r["queue"]: r["paused_at"] for r in (yield QUERIES["queue_paused_list"], {})}
+    counts: dict[str, dict[str, int]] = {name: QueueStats.empty_counts() for name in paused}
     oldest: dict[str, float | None] = {}
     finished: dict[str, dict[str, int]] = {}
     for row in [*live, *final]:
@@ -399,6 +401,7 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
             oldest_queued_seconds=oldest.get(name),
             finished_last_minute=finished.get(name, {s.value: 0 for s in FINAL_STATES}),
             final_counts_estimated=estimated,
+            paused_at=paused.get(name),
         )
         for name in sorted(counts)
     ]

@@ -1,4 +1,5 @@
-"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, schedules, cancel, retry, api, bench, demo."""
+"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, pause, resume, schedules, cancel, retry,
+api, bench, demo."""
 
 from __future__ import annotations
 
@@ -221,10 +222,20 @@ def cmd_queues(args: argparse.Namespace) -> int:
     if not stats:
         print("no jobs")
         return 0
-    rows = [["QUEUE", "STATE", "JOBS", "OLDEST QUEUED"]] + [
-        [str(q), str(s), str(n), str(age).split(".")[0] if age is not None else "-"] for q, s, n, age in stats
+    rows = [["QUEUE", "STATE", "JOBS", "OLDEST QUEUED", "PAUSED"]] + [
+        [str(q), str(s or "-"), str(n), str(age).split(".")[0] if age is not None else "-", "paused" if p else "-"]
+        for q, s, n, age, p in stats
     ]
     _print_table(rows)
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """`pgq pause QUEUE` / `pgq resume QUEUE` (one function: the same report)."""
+    with App() as app:
+        state = app.pause_queue_sync(args.queue) if args.command == "pause" else app.resume_queue_sync(args.queue)
+    since = f" (since {state.paused_at.isoformat(sep=' ', timespec='seconds')})" if state.paused_at else ""
+    print(f"queue {state.queue} {'paused' + since if state.paused else 'resumed'}")
     return 0
 
 
@@ -372,8 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_jobs)
 
-    p = sub.add_parser("queues", help="jobs per queue and state (the pgq.queue_stats view)")
+    p = sub.add_parser("queues", help="jobs per queue and state, and paused queues (the pgq.queue_stats view)")
     p.set_defaults(func=cmd_queues)
+
+    for name, what in (("pause", "stop workers claiming from QUEUE (running jobs finish)"), ("resume", "undo pause")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("queue", help="the queue's name")
+        p.set_defaults(func=cmd_pause)
 
     p = sub.add_parser("schedules", help="periodic jobs with their next and last run (the pgq.schedules table)")
     p.add_argument("--json", action="store_true")

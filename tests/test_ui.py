@@ -342,3 +342,19 @@ async def test_the_dashboard_works_under_a_prefix(dsn: str) -> None:
         assert f'data-events="/pgq/jobs/{job.id}/events"' in page.text
         assert f'action="/pgq/ui/jobs/{job.id}/cancel"' in page.text
         assert (await client.get("/pgq/ui/static/ui.js")).status_code == 200
+
+
+async def test_pause_and_resume_buttons_pause_the_queue_for_every_worker(browser: httpx.AsyncClient, dsn: str) -> None:
+    app = pgq.App(dsn)
+    await app.enqueue("noop", queue="mail")
+    assert 'data-action="pause"' in (await browser.get("/ui/")).text
+    response = await _post(browser, "/ui/queues/mail/pause")
+    assert response.status_code == 303 and response.headers["location"] == "/ui/?done=paused"
+    assert [q.queue for q in await app.paused_queues()] == ["mail"]
+    page = (await browser.get("/ui/")).text
+    row = page.split('<tr data-queue="mail">', 1)[1].split("</tr>", 1)[0]
+    assert ">paused</span>" in row and 'data-action="resume"' in row
+    assert (await _post(browser, "/ui/queues/mail/resume")).headers["location"] == "/ui/?done=resumed"
+    assert await app.paused_queues() == []
+    bad = await _post(browser, "/ui/queues/no%20spaces/pause")
+    assert bad.status_code == 400 and "Bad queue name" in bad.text

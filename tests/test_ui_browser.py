@@ -38,9 +38,9 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 
 from selenium import webdriver  # noqa: E402 - only once Chromium is known to exist
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver import Chrome  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
@@ -66,6 +66,17 @@ def ui_dsn(pg_server: Server, template_db: str) -> Iterator[str]:
     name = f"pgq_ui_browser_{os.getpid()}"
     with pg_server.janitor(name, template=template_db):
         yield pg_server.dsn(name)
+
+
+def _stop(*procs: subprocess.Popen[bytes]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _spawn(args: list[str], dsn: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
@@ -97,18 +108,11 @@ def server(ui_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
     _until(up, 30, "pgq api to answer")
     yield url
-    for proc in (api, worker):
-        proc.send_signal(signal.SIGTERM)
-    for proc in (api, worker):
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    _stop(api, worker)
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[WebDriver]:
+def driver() -> Iterator[Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,860"]:
@@ -121,7 +125,7 @@ def driver() -> Iterator[WebDriver]:
     browser.quit()
 
 
-def _sign_in(driver: WebDriver, url: str, token: str) -> None:
+def _sign_in(driver: Chrome, url: str, token: str) -> None:
     driver.delete_all_cookies()
     driver.get(f"{url}/ui/")
     assert "/ui/login" in driver.current_url
@@ -148,7 +152,7 @@ def _wait_state(url: str, job_id: int, *states: str) -> dict[str, Any]:
     return dict(_until(lambda: (j := _job(url, job_id))["state"] in states and j, 30, f"job {job_id} in {states}"))
 
 
-def _on_element(driver: WebDriver, css: str, act: Callable[[WebElement], Any]) -> Any:
+def _on_element(driver: Chrome, css: str, act: Callable[[WebElement], Any]) -> Any:
     """Find and use an element, again if the page's live part was replaced meanwhile."""
     for _ in range(20):
         try:
@@ -158,19 +162,19 @@ def _on_element(driver: WebDriver, css: str, act: Callable[[WebElement], Any]) -
     raise AssertionError(f"{css} kept being replaced")
 
 
-def _text(driver: WebDriver, css: str) -> str:
+def _text(driver: Chrome, css: str) -> str:
     return str(_on_element(driver, css, lambda e: e.text))
 
 
-def _click(driver: WebDriver, css: str) -> None:
+def _click(driver: Chrome, css: str) -> None:
     _on_element(driver, css, lambda e: e.click())
 
 
-def _csp_violations(driver: WebDriver) -> list[str]:
-    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+def _csp_violations(driver: Chrome) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]  # type: ignore[no-untyped-call]
 
 
-def test_sign_in_with_a_write_token_shows_actions_and_a_read_token_shows_none(driver: WebDriver, server: str) -> None:
+def test_sign_in_with_a_write_token_shows_actions_and_a_read_token_shows_none(driver: Chrome, server: str) -> None:
     job = _enqueue(server, task="always_fails", queue="parked")  # no worker serves "parked"
     _sign_in(driver, server, WRITE_TOKEN)
     assert _text(driver, ".who") == "write"
@@ -194,7 +198,7 @@ def test_sign_in_with_a_write_token_shows_actions_and_a_read_token_shows_none(dr
     assert _csp_violations(driver) == []
 
 
-def test_a_cross_site_form_cannot_act_even_for_a_write_token(driver: WebDriver, server: str) -> None:
+def test_a_cross_site_form_cannot_act_even_for_a_write_token(driver: Chrome, server: str) -> None:
     job = _enqueue(server, task="always_fails", queue="parked")
     _sign_in(driver, server, WRITE_TOKEN)
     # A page of another site that posts to the dashboard on load (classic CSRF).
@@ -208,7 +212,7 @@ def test_a_cross_site_form_cannot_act_even_for_a_write_token(driver: WebDriver, 
     assert _job(server, job["id"])["state"] == "queued"
 
 
-def test_the_overview_counts_equal_the_table(driver: WebDriver, server: str, ui_dsn: str) -> None:
+def test_the_overview_counts_equal_the_table(driver: Chrome, server: str, ui_dsn: str) -> None:
     for _ in range(3):
         _enqueue(server, task="echo", queue="counted")
     cancelled = _enqueue(server, task="echo", queue="counted")
@@ -216,15 +220,19 @@ def test_the_overview_counts_equal_the_table(driver: WebDriver, server: str, ui_
     _enqueue(server, task="echo", queue="counted", delay=3600)
     _sign_in(driver, server, WRITE_TOKEN)
     with psycopg.connect(ui_dsn) as conn:
-        table = dict(conn.execute("SELECT state, count(*) FROM pgq.jobs WHERE queue = 'counted' GROUP BY 1").fetchall())
+        table: dict[str, int] = dict(
+            conn.execute("SELECT state, count(*) FROM pgq.jobs WHERE queue = 'counted' GROUP BY 1").fetchall()
+        )
     row = driver.find_element(By.CSS_SELECTOR, "tr[data-queue=counted]")
-    shown = {cell.get_attribute("data-state"): int(cell.text) for cell in row.find_elements(By.CSS_SELECTOR, "td.num")}
+    shown = {
+        str(cell.get_attribute("data-state")): int(cell.text) for cell in row.find_elements(By.CSS_SELECTOR, "td.num")
+    }
     assert shown == {s: table.get(s, 0) for s in shown}
     assert shown["queued"] == 3 and shown["cancelled"] == 1 and shown["scheduled"] == 1
 
 
 def test_a_running_jobs_progress_bar_advances_and_it_turns_succeeded_without_reload(
-    driver: WebDriver, server: str
+    driver: Chrome, server: str
 ) -> None:
     _sign_in(driver, server, READ_TOKEN)
     job = _enqueue(server, task="stepper", args={"steps": 5, "pause": 0.5})
@@ -250,7 +258,7 @@ def test_a_running_jobs_progress_bar_advances_and_it_turns_succeeded_without_rel
     driver.save_screenshot(str(SCREENSHOTS / "job.png"))
 
 
-def test_retry_of_a_failed_job_and_bulk_retry_from_a_filtered_list(driver: WebDriver, server: str) -> None:
+def test_retry_of_a_failed_job_and_bulk_retry_from_a_filtered_list(driver: Chrome, server: str) -> None:
     single = _enqueue(server, task="always_fails", args={"note": "single"})
     many = [_enqueue(server, task="always_fails", args={"note": f"bulk {i}"}, queue="ui") for i in range(3)]
     other = _enqueue(server, task="echo", args={"value": "stays"})
@@ -273,7 +281,7 @@ def test_retry_of_a_failed_job_and_bulk_retry_from_a_filtered_list(driver: WebDr
     assert _job(server, other["id"])["attempt"] == 1
 
 
-def test_job_data_with_html_renders_as_text_and_runs_nothing(driver: WebDriver, server: str) -> None:
+def test_job_data_with_html_renders_as_text_and_runs_nothing(driver: Chrome, server: str) -> None:
     failing = _enqueue(server, task="always_fails", args={"note": XSS}, idempotency_key=XSS)
     echoed = _enqueue(server, task="echo", args={"value": XSS})
     _wait_state(server, failing["id"], "failed")
@@ -290,7 +298,34 @@ def test_job_data_with_html_renders_as_text_and_runs_nothing(driver: WebDriver, 
     assert _csp_violations(driver) == []
 
 
-def test_a_job_enqueued_through_the_api_appears_without_reload(driver: WebDriver, server: str) -> None:
+def test_pause_stops_claims_on_two_real_workers_and_resume_restarts_them(
+    driver: Chrome, server: str, ui_dsn: str, tmp_path: Path
+) -> None:
+    args = ["worker", "--app", "tests.apps.ui:app", "--queues", "pausable", "--poll-interval", "0.5"]
+    workers = [_spawn(args, ui_dsn, tmp_path / f"worker{i}.log") for i in range(2)]
+    try:
+        first = _enqueue(server, task="echo", queue="pausable")
+        _wait_state(server, first["id"], "succeeded")
+        _sign_in(driver, server, WRITE_TOKEN)
+        _click(driver, "tr[data-queue=pausable] [data-action=pause]")
+        assert "Paused" in _text(driver, ".done")
+        assert _text(driver, "tr[data-queue=pausable] .badge") == "paused"
+        waiting = [_enqueue(server, task="echo", queue="pausable") for _ in range(3)]
+        time.sleep(2)  # four poll intervals of both workers
+        assert all(w.poll() is None for w in workers)
+        assert [_job(server, j["id"])["state"] for j in waiting] == ["queued"] * 3
+        _click(driver, "tr[data-queue=pausable] [data-action=resume]")
+        assert "Resumed." in _text(driver, ".done")
+        for job in waiting:
+            _wait_state(server, job["id"], "succeeded")
+        with psycopg.connect(ui_dsn) as conn:
+            ran_on = conn.execute("SELECT DISTINCT worker_id FROM pgq.jobs WHERE queue = 'pausable'").fetchall()
+        assert 1 <= len(ran_on) <= 2
+    finally:
+        _stop(*workers)
+
+
+def test_a_job_enqueued_through_the_api_appears_without_reload(driver: Chrome, server: str) -> None:
     if httpx.get(f"{server}/events", headers=WRITE, timeout=2, params={"queue": "none"}).status_code == 404:
         pytest.skip("GET /events (queue-wide live events) is not in this build yet")
     _sign_in(driver, server, READ_TOKEN)
@@ -307,11 +342,11 @@ def test_a_job_enqueued_through_the_api_appears_without_reload(driver: WebDriver
     assert driver.execute_script("return window.sameDocument === true;"), "the page was reloaded"
 
 
-def test_the_overview_charts_the_last_hour_and_counts_its_failures(driver: WebDriver, server: str) -> None:
+def test_the_overview_charts_the_last_hour_and_counts_its_failures(driver: Chrome, server: str) -> None:
     """Runs last in this module, so the screenshot shows every queue the tests used."""
     _sign_in(driver, server, WRITE_TOKEN)
     WebDriverWait(driver, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-queue=ui]"))
     assert driver.find_elements(By.CSS_SELECTOR, "tr[data-queue=ui] svg.spark rect")
-    assert int(_text(driver, "#failed-hour")) >= 1 and int(_text(driver, "#workers-alive")) == 1
+    assert int(_text(driver, "#failed-hour")) >= 1 and int(_text(driver, "#workers-alive")) >= 1
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / "overview.png"))

@@ -35,7 +35,11 @@ class QueueRow:
     max_running: int | None = None
     rate_limit: int | None = None
     rate_period_seconds: float | None = None
-    paused: bool = False
+    paused_at: dt.datetime | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +62,7 @@ def overview(lease: dt.timedelta) -> Op[Overview]:
             failed[row["queue"]] = failed.get(row["queue"], 0) + row["jobs"]
     (alive,) = yield QUERIES["ui_workers_alive"], {"lease": lease}
     by_name = {s.queue: s for s in stats}
-    for name in settings.keys() - by_name.keys():  # configured (limits, paused) but no jobs
+    for name in settings.keys() - by_name.keys():  # configured (limits) but no jobs
         by_name[name] = QueueStats(name, QueueStats.empty_counts(), None, {s.value: 0 for s in FINAL_STATES}, False)
     rows = []
     for name in sorted(by_name):
@@ -71,7 +75,7 @@ def overview(lease: dt.timedelta) -> Op[Overview]:
                 max_running=limits.get("max_running"),
                 rate_limit=limits.get("rate_limit"),
                 rate_period_seconds=limits.get("rate_period_seconds"),
-                paused=bool(limits.get("paused", False)),
+                paused_at=limits.get("paused_at"),
             )
         )
     return Overview(

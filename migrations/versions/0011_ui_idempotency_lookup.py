@@ -1,7 +1,7 @@
 """An index to find any job (finished ones too) by its idempotency key, for the dashboard.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from migrations._sql import run_sql_file
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

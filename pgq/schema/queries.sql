@@ -331,8 +331,12 @@ SELECT queue, max_running, rate_limit, rate_period FROM pgq.queues ORDER BY queu
 SELECT pg_notify('pgq_jobs', %(queue)s);
 
 -- name: queue_stats_list
--- The pgq.queue_stats view, for the CLI.
-SELECT queue, state, jobs, oldest_queued_age FROM pgq.queue_stats ORDER BY queue, state;
+-- The pgq.queue_stats view for the CLI, and a line for each paused queue without jobs.
+SELECT queue, state, jobs, oldest_queued_age, paused FROM pgq.queue_stats
+UNION ALL
+SELECT q.queue, NULL, 0, NULL, true FROM pgq.queues AS q
+WHERE q.paused_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pgq.jobs AS j WHERE j.queue = q.queue)
+ORDER BY 1, 2;
 
 -- name: queue_live_counts
 -- Per queue and non-final state: jobs, and how long the oldest ready job has waited.
@@ -550,10 +554,9 @@ ORDER BY next_run_at, name;
 -- ---------------------------------------------------------------------------------
 
 -- name: ui_queue_settings
--- Every configured queue: limits and whether it is paused (to_jsonb reads 'paused'
--- so the page works on a schema without the pause column too).
+-- Every configured queue: limits and whether (since when) it is paused.
 SELECT q.queue, q.max_running, q.rate_limit, extract(epoch FROM q.rate_period)::float8 AS rate_period_seconds,
-       coalesce((to_jsonb(q) ->> 'paused')::boolean, false) AS paused
+       q.paused_at IS NOT NULL AS paused, q.paused_at
 FROM pgq.queues AS q
 ORDER BY q.queue;
 
@@ -655,3 +658,26 @@ WITH cancelled AS (
     RETURNING id
 )
 SELECT count(*)::int AS jobs FROM cancelled;
+
+-- name: queue_pause
+-- Pause a queue: the claim gives nothing from it until it is resumed (running jobs
+-- finish). Creates the queue's row when it has none; pausing twice keeps the first time.
+INSERT INTO pgq.queues AS q (queue, paused_at)
+VALUES (%(queue)s, now())
+ON CONFLICT (queue) DO UPDATE SET paused_at = coalesce(q.paused_at, now()), updated_at = now()
+RETURNING queue, paused_at;
+
+-- name: queue_resume
+-- Resume a queue (a no-op when it is not paused) and wake its workers at once: the
+-- notification is delivered at commit, with the queue visible as resumed.
+WITH resumed AS (
+    UPDATE pgq.queues SET paused_at = NULL, updated_at = now()
+    WHERE queue = %(queue)s AND paused_at IS NOT NULL
+    RETURNING queue
+)
+SELECT %(queue)s::text AS queue, NULL::timestamptz AS paused_at,
+       pg_notify('pgq_jobs', %(queue)s) IS NULL AS notified, (SELECT count(*) FROM resumed) AS resumed;
+
+-- name: queue_paused_list
+-- The paused queues, with the time each was paused.
+SELECT queue, paused_at FROM pgq.queues WHERE paused_at IS NOT NULL ORDER BY queue;

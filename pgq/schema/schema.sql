@@ -97,18 +97,6 @@ CREATE TRIGGER jobs_notify_inserted
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION pgq.notify_jobs_inserted();
 
--- Per queue and state: how many jobs, and how long the oldest ready one has waited.
-CREATE VIEW pgq.queue_stats AS
-SELECT
-    queue,
-    state,
-    count(*) AS jobs,
-    CASE WHEN state = 'queued' THEN now() - min(run_at) END AS oldest_queued_age
-FROM pgq.jobs
-GROUP BY queue, state;
-
-COMMENT ON VIEW pgq.queue_stats IS 'Job counts per queue and state, with the age of the oldest ready job.';
-
 CREATE TABLE pgq.workers (
     id           text        PRIMARY KEY,
     host         text        NOT NULL,
@@ -140,6 +128,7 @@ CREATE TABLE pgq.queues (
     -- that length ever holds more than rate_limit starts.
     recent_starts timestamptz[] NOT NULL DEFAULT '{}',
     updated_at    timestamptz NOT NULL DEFAULT now(),
+    paused_at     timestamptz,
 
     CONSTRAINT queues_queue_valid CHECK (queue ~ '^[A-Za-z0-9_.:-]{1,128}$'),
     CONSTRAINT queues_max_running_valid CHECK (max_running IS NULL OR max_running >= 1),
@@ -149,6 +138,24 @@ CREATE TABLE pgq.queues (
 );
 
 COMMENT ON TABLE pgq.queues IS 'Per-queue limits: at most max_running jobs running, at most rate_limit starts per rate_period. Change at runtime.';
+COMMENT ON COLUMN pgq.queues.paused_at IS 'When the queue was paused (NULL: not paused); workers claim nothing from a paused queue.';
+
+-- Per queue and state: how many jobs, how long the oldest ready one has waited, and
+-- whether the queue is paused.
+CREATE VIEW pgq.queue_stats AS
+SELECT
+    s.queue,
+    s.state,
+    s.jobs,
+    s.oldest_queued_age,
+    EXISTS (SELECT 1 FROM pgq.queues AS q WHERE q.queue = s.queue AND q.paused_at IS NOT NULL) AS paused
+FROM (
+    SELECT queue, state, count(*) AS jobs, CASE WHEN state = 'queued' THEN now() - min(run_at) END AS oldest_queued_age
+    FROM pgq.jobs
+    GROUP BY queue, state
+) AS s;
+
+COMMENT ON VIEW pgq.queue_stats IS 'Job counts per queue and state, with the age of the oldest ready job and whether the queue is paused.';
 
 
 -- Every change of a job's state or progress is announced on pgq_job_events, for the
@@ -213,11 +220,15 @@ COMMENT ON COLUMN pgq.schedules.missed IS 'After downtime: run_once (one catch-u
 CREATE FUNCTION pgq.claim_jobs(claim_queues text[], claim_limit integer, claim_worker text)
 RETURNS SETOF pgq.jobs
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    claim_at timestamptz;
 BEGIN
-    -- Limited queues only (unlimited ones take no lock): claimers of such a queue
-    -- wait here for each other, and the claim below then sees the previous one's starts.
+    -- Limited or paused queues only (the others take no lock): claimers of such a
+    -- queue wait here for each other, and the claim below then sees the previous one's
+    -- starts. With no paused queue this is the same single lookup as without pausing.
     PERFORM 1 FROM pgq.queues AS l
-    WHERE l.queue = ANY(claim_queues) AND (l.max_running IS NOT NULL OR l.rate_limit IS NOT NULL)
+    WHERE l.queue = ANY(claim_queues)
+      AND (l.max_running IS NOT NULL OR l.rate_limit IS NOT NULL OR l.paused_at IS NOT NULL)
     ORDER BY l.queue
     FOR UPDATE;
     -- Best priority (lowest number) first, then oldest run_at, then id. The attempt is
@@ -240,18 +251,21 @@ BEGIN
         RETURNING j.*;
         RETURN;
     END IF;
-    -- Several queues, or limits: a queue with limits gets no more than its free
-    -- running slots and its remaining start rate.
+    -- The clock is read after the lock, never now(): claimers then stamp in the order
+    -- they hold the lock, and each one counts every start made before it.
+    claim_at := clock_timestamp();
+    -- Several queues, limits or a pause: a paused queue gets nothing, a limited one no
+    -- more than its free running slots and its remaining start rate.
     RETURN QUERY
     WITH allowance AS (
         SELECT q.name,
-            least(
+            CASE WHEN l.paused_at IS NOT NULL THEN 0 ELSE least(
                 claim_limit,
                 CASE WHEN l.max_running IS NULL THEN claim_limit ELSE l.max_running - (
                     SELECT count(*) FROM pgq.jobs AS r WHERE r.state = 'running' AND r.queue = q.name) END,
                 CASE WHEN l.rate_limit IS NULL THEN claim_limit ELSE l.rate_limit - (
-                    SELECT count(*) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > now() - l.rate_period) END
-            ) AS slots
+                    SELECT count(*) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > claim_at - l.rate_period) END
+            ) END AS slots
         FROM unnest(claim_queues) AS q(name)
         LEFT JOIN pgq.queues AS l ON l.queue = q.name
     ), candidates AS (
@@ -269,17 +283,20 @@ BEGIN
         LIMIT claim_limit
     ), claimed AS (
         UPDATE pgq.jobs AS j
-        SET state = 'running', attempt = j.attempt + 1, started_at = now(), heartbeat_at = now(),
+        SET state = 'running', attempt = j.attempt + 1, started_at = claim_at, heartbeat_at = claim_at,
             worker_id = claim_worker, progress = NULL
         FROM candidates
         WHERE j.id = candidates.id
         RETURNING j.*
     ), rate_counted AS (
         -- Rate-limited queues remember these starts (and forget those out of the window).
+        -- They are remembered at the clock after the rows changed (the aggregate over
+        -- claimed waits for the whole update), so a start stays in the window for a
+        -- full period after the moment the job really turned running.
         UPDATE pgq.queues AS l
         SET recent_starts = coalesce(
-                (SELECT array_agg(s.at) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > now() - l.rate_period),
-                '{}') || array_fill(now(), ARRAY[n.started])
+                (SELECT array_agg(s.at) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > claim_at - l.rate_period),
+                '{}') || array_fill(clock_timestamp(), ARRAY[n.started])
         FROM (SELECT queue, count(*)::int AS started FROM claimed GROUP BY queue) AS n
         WHERE l.queue = n.queue AND l.rate_limit IS NOT NULL
     )
