@@ -681,3 +681,30 @@ SELECT %(queue)s::text AS queue, NULL::timestamptz AS paused_at,
 -- name: queue_paused_list
 -- The paused queues, with the time each was paused.
 SELECT queue, paused_at FROM pgq.queues WHERE paused_at IS NOT NULL ORDER BY queue;
+
+-- name: bench_dashboard_fill
+-- benchmarks/dashboard.py: %(n)s jobs shaped like a busy week: 5 queues, 10 tasks;
+-- 97%% succeeded and 1%% failed (finished over the last 7 days, runs of 0-3 s), 1%% queued,
+-- 0.5%% scheduled, 0.5%% cancelled. One statement, no trigger work per row beyond INSERT's.
+INSERT INTO pgq.jobs (queue, task, args, state, run_at, attempt, max_attempts, result, errors,
+                      created_at, started_at, finished_at)
+SELECT 'q' || (i %% 5), 'task_' || (i %% 10), jsonb_build_object('n', i), s.state,
+       CASE WHEN s.state = 'scheduled' THEN now() + interval '1 day' ELSE s.finished - interval '5 s' END,
+       CASE WHEN s.state IN ('succeeded', 'failed') THEN 1 ELSE 0 END, 1,
+       CASE WHEN s.state = 'succeeded' THEN jsonb_build_object('ok', i) END,
+       CASE WHEN s.state = 'failed' THEN jsonb_build_array(jsonb_build_object(
+           'attempt', 1, 'at', s.finished, 'type', 'TimeoutError', 'message', 'upstream timed out ' || (i %% 3),
+           'traceback', 'Traceback (most recent call last): ...')) ELSE '[]'::jsonb END,
+       s.finished - interval '10 s',
+       CASE WHEN s.state IN ('succeeded', 'failed') THEN s.finished - make_interval(secs => (i %% 300) / 100.0) END,
+       CASE WHEN s.state IN ('succeeded', 'failed', 'cancelled') THEN s.finished END
+FROM generate_series(1, %(n)s) AS i
+CROSS JOIN LATERAL (
+    SELECT CASE
+               WHEN i %% 1000 < 970 THEN 'succeeded'
+               WHEN i %% 1000 < 980 THEN 'failed'
+               WHEN i %% 1000 < 990 THEN 'queued'
+               WHEN i %% 1000 < 995 THEN 'scheduled'
+               ELSE 'cancelled' END AS state,
+           now() - make_interval(secs => (%(n)s - i) * 604800.0 / %(n)s) AS finished
+) AS s;
