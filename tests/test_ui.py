@@ -18,6 +18,7 @@ from starlette.routing import Mount
 
 import pgq
 from api import create_app
+from api.ui import data
 from tests.conftest import READ_TOKEN, WRITE_TOKEN, api_settings
 
 pytestmark = pytest.mark.anyio
@@ -358,3 +359,19 @@ async def test_pause_and_resume_buttons_pause_the_queue_for_every_worker(browser
     assert await app.paused_queues() == []
     bad = await _post(browser, "/ui/queues/no%20spaces/pause")
     assert bad.status_code == 400 and "Bad queue name" in bad.text
+
+
+async def test_task_statistics_read_at_most_the_latest_runs_and_say_how_far_back_they_reach(dsn: str) -> None:
+    app = pgq.App(dsn)
+    jobs = await app.enqueue_many([{"task": "noop"} for _ in range(3)])
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "UPDATE pgq.jobs SET state = 'succeeded', attempt = 1, started_at = now() - interval '90 min', "
+            "finished_at = now() - make_interval(mins => id::int * 10) WHERE id = ANY(%s)",
+            [[j.id for j in jobs]],
+        )
+    async with app:
+        capped = await app._run(data.task_stats(cap=2))
+    assert [(r.task, r.runs, r.read) for r in capped.day] == [("noop", 2, 2)]
+    assert capped.day[0].covered_seconds is not None and 19 * 60 < capped.day[0].covered_seconds < 21 * 60
+    assert [r.runs for r in capped.hour] == [2]

@@ -92,6 +92,10 @@ def find_by_key(key: str) -> Op[list[Job]]:
     return [Job(**r) for r in rows]
 
 
+TASK_RUNS_CAP = 20_000
+"""The tasks page reads at most this many of the latest runs per window."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TaskRow:
     task: str
@@ -100,6 +104,8 @@ class TaskRow:
     cancelled: int
     p50: float | None
     p95: float | None
+    read: int
+    covered_seconds: float | None
 
     @property
     def failure_rate(self) -> float:
@@ -113,10 +119,10 @@ class TaskStats:
     errors: list[dict[str, Any]]
 
 
-def task_stats() -> Op[TaskStats]:
-    hour = yield QUERIES["ui_task_stats"], {"window": dt.timedelta(hours=1)}
-    day = yield QUERIES["ui_task_stats"], {"window": dt.timedelta(days=1)}
-    errors = yield QUERIES["ui_task_top_errors"], {"window": dt.timedelta(days=1)}
+def task_stats(cap: int = TASK_RUNS_CAP) -> Op[TaskStats]:
+    hour = yield QUERIES["ui_task_stats"], {"window": dt.timedelta(hours=1), "cap": cap}
+    day = yield QUERIES["ui_task_stats"], {"window": dt.timedelta(days=1), "cap": cap}
+    errors = yield QUERIES["ui_task_top_errors"], {"window": dt.timedelta(days=1), "cap": cap}
     return TaskStats([TaskRow(**r) for r in hour], [TaskRow(**r) for r in day], errors)
 
 

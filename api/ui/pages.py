@@ -136,7 +136,8 @@ def routes(ui: Ui) -> dict[str, Handler]:
 
     @guarded(ui, Scope.READ)
     async def tasks(request: Request) -> Response:
-        return view(request, "tasks.html", "tasks.html", {"stats": await queue._run(data.task_stats())})
+        stats = await queue._run(data.task_stats())
+        return view(request, "tasks.html", "tasks.html", {"stats": stats, "cap": data.TASK_RUNS_CAP})
 
     @guarded(ui, Scope.READ)
     async def workers(request: Request) -> Response:

@@ -587,26 +587,42 @@ SELECT * FROM pgq.jobs WHERE idempotency_key = %(key)s ORDER BY id DESC LIMIT 50
 
 -- name: ui_task_stats
 -- Per task: finished runs, failures and duration percentiles (seconds from start to
--- finish) over the last %(window)s, read along jobs_finished_at_idx.
+-- finish) over the last %(window)s, read backwards along jobs_finished_at_idx and
+-- capped at the latest %(cap)s runs, so a busy day costs no more than a quiet one.
+-- covered_seconds says how far back the runs read reach (less than the window when
+-- the cap was hit).
+WITH recent AS MATERIALIZED (
+    SELECT task, state, started_at, finished_at FROM pgq.jobs
+    WHERE finished_at > now() - %(window)s::interval
+    ORDER BY finished_at DESC
+    LIMIT %(cap)s
+)
 SELECT task, count(*)::int AS runs,
        count(*) FILTER (WHERE state = 'failed')::int AS failed,
        count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
            FILTER (WHERE started_at IS NOT NULL) AS p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
-           FILTER (WHERE started_at IS NOT NULL) AS p95
-FROM pgq.jobs
-WHERE finished_at > now() - %(window)s::interval
+           FILTER (WHERE started_at IS NOT NULL) AS p95,
+       (SELECT count(*) FROM recent)::int AS read,
+       (SELECT extract(epoch FROM now() - min(finished_at)) FROM recent)::float8 AS covered_seconds
+FROM recent
 GROUP BY task
 ORDER BY runs DESC, task
 LIMIT 200;
 
 -- name: ui_task_top_errors
--- The most common last errors (type and message) of jobs that failed in the last
--- %(window)s, per task.
+-- The most common last errors (type and message) among the latest %(cap)s runs that
+-- finished in the last %(window)s, per task.
+WITH recent AS MATERIALIZED (
+    SELECT task, state, errors FROM pgq.jobs
+    WHERE finished_at > now() - %(window)s::interval
+    ORDER BY finished_at DESC
+    LIMIT %(cap)s
+)
 SELECT task, errors -> -1 ->> 'type' AS type, left(errors -> -1 ->> 'message', 300) AS message, count(*)::int AS jobs
-FROM pgq.jobs
-WHERE finished_at > now() - %(window)s::interval AND state = 'failed'
+FROM recent
+WHERE state = 'failed'
 GROUP BY 1, 2, 3
 ORDER BY jobs DESC, task
 LIMIT 20;
