@@ -108,7 +108,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--reuse", metavar="DSN", help="a database this script already filled: measure only")
     args = parser.parse_args()
+    if args.reuse:
+        asyncio.run(measure(args.reuse, args.runs))
+        return
     server = os.environ.get("DATABASE_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
     with fresh_database(server, "pgq_bench_dashboard") as dsn:
         started = time.perf_counter()

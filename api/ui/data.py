@@ -92,7 +92,7 @@ def find_by_key(key: str) -> Op[list[Job]]:
     return [Job(**r) for r in rows]
 
 
-TASK_RUNS_CAP = 20_000
+TASK_RUNS_CAP = 10_000
 """The tasks page reads at most this many of the latest runs per window."""
 
 
