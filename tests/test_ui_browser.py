@@ -326,8 +326,9 @@ def test_pause_stops_claims_on_two_real_workers_and_resume_restarts_them(
 
 
 def test_a_job_enqueued_through_the_api_appears_without_reload(driver: Chrome, server: str) -> None:
-    if httpx.get(f"{server}/events", headers=WRITE, timeout=2, params={"queue": "none"}).status_code == 404:
-        pytest.skip("GET /events (queue-wide live events) is not in this build yet")
+    with httpx.stream("GET", f"{server}/events", headers=WRITE, timeout=10, params={"queue": "none"}) as probe:
+        if probe.status_code == 404:
+            pytest.skip("GET /events (queue-wide live events) is not in this build yet")
     _sign_in(driver, server, READ_TOKEN)
     driver.get(f"{server}/ui/jobs?queue=parked")
     driver.execute_script("window.sameDocument = true;")
