@@ -65,14 +65,15 @@ def csrf_token(request: Request) -> str:
     """This browser's CSRF token (a new one if it has none yet; ``remember`` stores it)."""
     token = request.cookies.get(CSRF_COOKIE)
     if token is None or len(token) != 43:
-        token = request.state.__dict__.setdefault("new_csrf", secrets.token_urlsafe(32))
+        token = getattr(request.state, "new_csrf", None) or secrets.token_urlsafe(32)
+        request.state.new_csrf = token
     return token
 
 
 def remember(request: Request, response: Response) -> Response:
     """Add the security headers, and the CSRF cookie when this response created it."""
     response.headers.update(SECURITY_HEADERS)
-    new = request.state.__dict__.get("new_csrf")
+    new = getattr(request.state, "new_csrf", None)
     if new is not None:
         response.set_cookie(
             CSRF_COOKIE,
