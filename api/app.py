@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api import jobs, openapi, queues, status, watch
+from api import jobs, openapi, queues, status, ui, watch
 from api.auth import Auth
 from api.config import ApiSettings
 from api.errors import EXCEPTION_HANDLERS
@@ -63,6 +63,7 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
             *queues.routes(queue, auth),
             *metrics.routes(queue, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            ui.mount(queue, auth),
         ],
         middleware=[Middleware(metrics.middleware)],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -57,6 +57,7 @@ def _start_api(port: int) -> tuple[_Stoppable, asyncio.Task[None]] | None:
     server = server_beside_worker(app, API_HOST, port)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     say(f"HTTP API on http://{API_HOST}:{port} (try: curl http://{API_HOST}:{port}/jobs)")
+    say(f"dashboard on http://{API_HOST}:{port}/ui")
     return server, task
 
 

@@ -209,9 +209,14 @@ def test_demo_serves_the_api_beside_the_worker_and_both_stop_on_sigterm(dsn: str
     ) as demo:
         try:
             assert demo.stdout is not None
+            printed = []
             for line in demo.stdout:
+                printed.append(line)
                 if line.startswith("all example jobs are final"):
                     break
+            assert f"dashboard on http://127.0.0.1:{port}/ui\n" in printed
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/", timeout=10) as response:
+                assert "<h1>Overview</h1>" in response.read().decode()
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs?state=succeeded", timeout=10) as response:
                 tasks = sorted(j["task"] for j in json.load(response)["jobs"])
             assert tasks == ["fetch_exchange_rate", "make_thumbnail", "send_welcome_email", "send_welcome_email"]

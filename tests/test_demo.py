@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pgq._db import SCHEMA_HEAD
 from pgq.embedded import running_as_root
 from pgq.settings import default_data_dir
 from tests.conftest import ROOT, pgq_cli
@@ -79,10 +80,11 @@ def test_demo_says_which_database_url_it_uses_and_that_it_migrated_it(empty_dsn:
     result = pgq_cli("demo", "--once", "--no-api", dsn=empty_dsn, env={"PGQ_DATA_DIR": str(tmp_path / "pgdata")})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("database: DATABASE_URL ") and lines[1] == "pgq schema: created (revision 0009)"
+    assert lines[0].startswith("database: DATABASE_URL ")
+    assert lines[1] == f"pgq schema: created (revision {SCHEMA_HEAD})"
     assert "embedded" not in result.stdout
     again = pgq_cli("demo", "--once", "--no-api", dsn=empty_dsn, env={"PGQ_DATA_DIR": str(tmp_path / "pgdata")})
-    assert again.stdout.splitlines()[1] == "pgq schema: revision 0009, up to date"
+    assert again.stdout.splitlines()[1] == f"pgq schema: revision {SCHEMA_HEAD}, up to date"
     assert [line.split()[1] for line in again.stdout.splitlines() if line.startswith("  job ")] == ["5", "6", "7", "8"]
 
 

@@ -73,6 +73,9 @@ CREATE INDEX jobs_due_idx ON pgq.jobs (run_at) WHERE state IN ('scheduled', 'ret
 CREATE UNIQUE INDEX jobs_idempotency_key_idx ON pgq.jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
+-- Any job by its idempotency key, finished ones too (the dashboard's search).
+CREATE INDEX jobs_idempotency_key_any_idx ON pgq.jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+
 -- Listing and pruning finished jobs, and the "what is running where" question.
 CREATE INDEX jobs_finished_at_idx ON pgq.jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_running_idx ON pgq.jobs (worker_id) WHERE state = 'running';
