@@ -19,26 +19,36 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api import jobs, openapi, status, watch
+from api import jobs, live, openapi, status, watch
 from api.auth import Auth
 from api.config import ApiSettings
 from api.errors import EXCEPTION_HANDLERS
 from api.events import JobEvents
 from api.metrics import Metrics
+from api.subscriptions import DEFAULT_BUFFER
 
 log = logging.getLogger("pgq.api")
 
 
-def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None = None) -> Starlette:
+def create_app(
+    pgq_app: pgq.App | None = None,
+    *,
+    settings: ApiSettings | None = None,
+    event_buffer: int = DEFAULT_BUFFER,
+    ws_stall_seconds: float = live.STALL_SECONDS,
+) -> Starlette:
     """Build the API around ``pgq_app`` (default: ``pgq.App()`` from the environment).
 
     ``settings`` defaults to ``ApiSettings.from_env()`` (tokens, body limit).
+    ``event_buffer`` is how many changes an event-stream client may have waiting before
+    they are dropped for a resync; ``ws_stall_seconds`` how long a WebSocket may take to
+    accept one message before it is closed.
     """
     queue = pgq_app or pgq.App()
     config = settings or ApiSettings.from_env()
     auth = Auth(config)
     metrics = Metrics()
-    events = JobEvents(lambda: queue.dsn, on_change=metrics.on_change)
+    events = JobEvents(lambda: queue.dsn, on_change=metrics.on_change, buffer=event_buffer)
     document = openapi.document()
 
     async def openapi_json(request: Request) -> Response:
@@ -57,6 +67,7 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
         routes=[
             *jobs.routes(queue, auth, config.max_body_bytes),
             *watch.routes(queue, events, auth),
+            *live.routes(events, auth, stall_seconds=ws_stall_seconds),
             *status.routes(queue, auth),
             *metrics.routes(queue, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),

@@ -11,7 +11,7 @@ import functools
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from api.config import ApiSettings
@@ -39,8 +39,8 @@ class Auth:
         self._write = [t.encode() for t in sorted(settings.write_tokens)]
         self._read = [t.encode() for t in sorted(settings.read_tokens)] + self._write
 
-    def check(self, request: Request, scope: Scope) -> None:
-        """Raise 401 without a valid token, 403 when the token's scope is too small."""
+    def check(self, request: HTTPConnection, scope: Scope) -> None:
+        """Raise 401 without a valid token, 403 when the token's scope is too small (also for a WebSocket handshake)."""
         if not self.enabled:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
