@@ -35,14 +35,14 @@ def create_app(
     *,
     settings: ApiSettings | None = None,
     event_buffer: int = DEFAULT_BUFFER,
-    ws_stall_seconds: float = live.STALL_SECONDS,
+    stall_seconds: float = live.STALL_SECONDS,
 ) -> Starlette:
     """Build the API around ``pgq_app`` (default: ``pgq.App()`` from the environment).
 
     ``settings`` defaults to ``ApiSettings.from_env()`` (tokens, body limit).
     ``event_buffer`` is how many changes an event-stream client may have waiting before
-    they are dropped for a resync; ``ws_stall_seconds`` how long a WebSocket may take to
-    accept one message before it is closed.
+    they are dropped for a resync; ``stall_seconds`` how long an event stream or WebSocket
+    client may take to accept one message before it is let go.
     """
     queue = pgq_app or pgq.App()
     config = settings or ApiSettings.from_env()
@@ -66,8 +66,8 @@ def create_app(
     app = Starlette(
         routes=[
             *jobs.routes(queue, auth, config.max_body_bytes),
-            *watch.routes(queue, events, auth),
-            *live.routes(events, auth, stall_seconds=ws_stall_seconds),
+            *watch.routes(queue, events, auth, stall_seconds=stall_seconds),
+            *live.routes(events, auth, stall_seconds=stall_seconds),
             *status.routes(queue, auth),
             *metrics.routes(queue, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),

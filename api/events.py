@@ -87,10 +87,18 @@ class JobEvents:
     def shutdown_soon(self) -> None:
         """Thread- and signal-safe: end every wait and stream (the server is stopping)."""
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.closing.set)
+            self._loop.call_soon_threadsafe(self._stop)
+
+    def _stop(self) -> None:
+        self.closing.set()
+        for subscribers in self._by_job.values():
+            for subscription in subscribers:
+                subscription.interrupt()
+        for subscription in self._all:
+            subscription.interrupt()
 
     async def close(self) -> None:
-        self.closing.set()
+        self._stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

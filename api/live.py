@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator
 
 from pydantic import ValidationError
@@ -31,11 +32,17 @@ from api.errors import ApiError
 from api.events import JobEvents
 from api.schemas import EventsQuery
 from api.sse import PING, PING_SECONDS, EventStream
+from api.stall import SendGuard
 from api.subscriptions import EventFilter, JobChange, Subscription, resync_sse, resync_ws
 from pgq.errors import DatabaseUnavailableError
 
+log = logging.getLogger("pgq.api")
+
 STALL_SECONDS = 10.0
-"""A WebSocket that cannot take one message for this long is closed (1008)."""
+"""A client that cannot take one message for this long is let go (a WebSocket is closed with 1008)."""
+
+CLOSE_WAIT_SECONDS = 10.0
+"""How long a close frame may wait for a slow client to read what was sent before it."""
 
 CLOSE_SHUTDOWN = 1001
 CLOSE_TOO_SLOW = 1008
@@ -62,10 +69,10 @@ def _checked(connection: HTTPConnection, auth: Auth) -> EventFilter:
 
 async def _sse_body(subscription: Subscription, stops: tuple[asyncio.Event, ...]) -> AsyncGenerator[str, None]:
     while True:
-        items = await subscription.next(PING_SECONDS, *stops)
+        items = await subscription.next(PING_SECONDS)
         if any(stop.is_set() for stop in stops):
             return
-        if items is None:
+        if not items:
             yield PING
             continue
         yield "".join(item.sse() if isinstance(item, JobChange) else resync_sse(item) for item in items)
@@ -78,40 +85,39 @@ def _reason(text: str) -> str:
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     # A client that reads nothing cannot take the close frame either: give up after a
-    # second; returning then lets the server drop the connection.
+    # while; returning then lets the server drop the connection.
     with contextlib.suppress(TimeoutError, OSError, RuntimeError, WebSocketDisconnect):
-        await asyncio.wait_for(websocket.close(code, _reason(reason)), 1.0)
+        await asyncio.wait_for(websocket.close(code, _reason(reason)), CLOSE_WAIT_SECONDS)
 
 
-async def _until_disconnect(websocket: WebSocket, gone: asyncio.Event) -> None:
+async def _until_disconnect(websocket: WebSocket, gone: asyncio.Event, subscription: Subscription) -> None:
     """Read (and ignore) what the client sends, to notice at once when it goes away."""
     try:
         while (await websocket.receive())["type"] != "websocket.disconnect":
             pass
     finally:
         gone.set()
+        subscription.interrupt()
 
 
-async def _send_changes(websocket: WebSocket, subscription: Subscription, closing: asyncio.Event, stall: float) -> None:
+async def _send_changes(
+    websocket: WebSocket, subscription: Subscription, closing: asyncio.Event, guard: SendGuard
+) -> tuple[int, str] | None:
+    """Send until the client goes away (None) or the server shuts down (the close code and reason)."""
     gone = asyncio.Event()
-    reader = asyncio.create_task(_until_disconnect(websocket, gone))
+    reader = asyncio.create_task(_until_disconnect(websocket, gone, subscription))
     try:
         while True:
-            items = await subscription.next(PING_SECONDS, closing, gone)
+            items = await subscription.next(PING_SECONDS)
             if gone.is_set():
-                return
+                return None
             if closing.is_set():
-                await _close(websocket, CLOSE_SHUTDOWN, "the server is shutting down")
-                return
-            for item in items or ():
-                text = item.ws() if isinstance(item, JobChange) else resync_ws(item)
-                try:
-                    await asyncio.wait_for(websocket.send_text(text), stall)
-                except TimeoutError:
-                    await _close(websocket, CLOSE_TOO_SLOW, f"too slow: nothing could be sent for {stall:g} s")
-                    return
+                return CLOSE_SHUTDOWN, "the server is shutting down"
+            for item in items:
+                with guard.sending():
+                    await websocket.send_text(item.ws() if isinstance(item, JobChange) else resync_ws(item))
     except (OSError, WebSocketDisconnect):
-        return
+        return None
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError, RuntimeError, WebSocketDisconnect):
@@ -123,7 +129,7 @@ def routes(events: JobEvents, auth: Auth, *, stall_seconds: float = STALL_SECOND
         """Server-Sent Events: ``job`` for each change a filter matches, ``resync`` when some were dropped."""
         event_filter = _checked(request, auth)
         await events.listening()
-        return EventStream(lambda: events.subscribe_all(event_filter), _sse_body, events.closing)
+        return EventStream(lambda: events.subscribe_all(event_filter), _sse_body, events.closing, stall_seconds)
 
     async def ws_over_http(request: Request) -> Response:
         """GET /ws without the WebSocket upgrade: say what to do instead."""
@@ -150,7 +156,15 @@ def routes(events: JobEvents, auth: Auth, *, stall_seconds: float = STALL_SECOND
             return
         with events.subscribe_all(event_filter) as subscription:
             await websocket.accept()
-            await _send_changes(websocket, subscription, events.closing, stall_seconds)
+            guard = SendGuard(stall_seconds)
+            close = await guard.run(_send_changes(websocket, subscription, events.closing, guard), events.closing)
+        if guard.stalled:
+            log.warning("closing a WebSocket whose client took nothing for %g s", stall_seconds)
+            close = CLOSE_TOO_SLOW, f"too slow: no message could be sent for {stall_seconds:g} s"
+        elif close is None and events.closing.is_set():
+            close = CLOSE_SHUTDOWN, "the server is shutting down"
+        if close is not None:  # unsubscribed first: a stuck client holds no buffer while we try
+            await _close(websocket, *close)
 
     return [
         Route("/events", stream_events, methods=["GET"]),

@@ -144,7 +144,11 @@ class EventFilter:
 
 
 class Subscription:
-    """One client's bounded buffer; filled by the listener, drained by the client's task."""
+    """One client's bounded buffer; filled by the listener, drained by the client's task.
+
+    Waiting costs one future and one timer (no task per wait): with hundreds of clients
+    woken by every change, that is most of the server's work.
+    """
 
     def __init__(self, limit: int = DEFAULT_BUFFER, event_filter: EventFilter | None = None) -> None:
         if limit < 1:
@@ -157,7 +161,11 @@ class Subscription:
         """The most changes that were ever waiting at once."""
         self._changes: collections.deque[JobChange] = collections.deque()
         self._resync: Resync | None = None
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def put(self, change: JobChange) -> None:
         if len(self._changes) >= self.limit:
@@ -166,14 +174,18 @@ class Subscription:
             return
         self._changes.append(change)
         self.peak = max(self.peak, len(self._changes))
-        self._ready.set()
+        self._wake()
 
     def resync(self, reason: Resync) -> None:
         """Waiting changes are superseded: the client reads everything again anyway."""
         self._changes.clear()
         if self._resync is None:
             self._resync = reason
-        self._ready.set()
+        self._wake()
+
+    def interrupt(self) -> None:
+        """End a wait in ``next`` now (the client left, or the server is stopping)."""
+        self._wake()
 
     @property
     def waiting(self) -> int:
@@ -185,20 +197,17 @@ class Subscription:
         items.extend(self._changes)
         self._resync = None
         self._changes.clear()
-        self._ready.clear()
         return items
 
-    async def next(self, within: float, *stops: asyncio.Event) -> list[Item] | None:
-        """What is waiting, as soon as there is any; None after ``within`` seconds or on a stop."""
-        if not self._ready.is_set():
-            if any(s.is_set() for s in stops):
-                return None
-            waiters = [asyncio.ensure_future(e.wait()) for e in (self._ready, *stops)]
+    async def next(self, within: float) -> list[Item]:
+        """What is waiting, as soon as there is any; empty after ``within`` seconds or an interrupt."""
+        if not self._changes and self._resync is None and within > 0:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(within, self._wake)
             try:
-                await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+                await waiter
             finally:
-                for waiter in waiters:
-                    waiter.cancel()
-        if any(s.is_set() for s in stops) or not self._ready.is_set():
-            return None
+                timer.cancel()
+                self._waiter = None
         return self.take()

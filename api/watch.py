@@ -37,7 +37,7 @@ from pgq.job import FINAL_STATES, Job
 
 
 @contextlib.contextmanager
-def disconnect_watch(request: Request) -> Iterator[asyncio.Event]:
+def disconnect_watch(request: Request, subscription: Subscription) -> Iterator[asyncio.Event]:
     """An event set when the client goes away (for a long-poll that sends nothing meanwhile)."""
     gone = asyncio.Event()
 
@@ -46,6 +46,7 @@ def disconnect_watch(request: Request) -> Iterator[asyncio.Event]:
             message = await request.receive()
             if message["type"] == "http.disconnect":
                 gone.set()
+                subscription.interrupt()
                 return
 
     task = asyncio.create_task(watch())
@@ -120,10 +121,10 @@ def _job_stream(queue: pgq.App, jid: int) -> Body:
         yield "".join(first)
         last_read: Job | None = job
         while not told.final:
-            items = await changes.next(PING_SECONDS, *stops)
+            items = await changes.next(PING_SECONDS)
             if any(stop.is_set() for stop in stops):
                 return
-            if items is None:
+            if not items:
                 yield PING
                 continue
             out: list[str] = []
@@ -151,7 +152,7 @@ def _job_stream(queue: pgq.App, jid: int) -> Body:
     return body
 
 
-def routes(queue: pgq.App, events: JobEvents, auth: Auth) -> list[Route]:
+def routes(queue: pgq.App, events: JobEvents, auth: Auth, *, stall_seconds: float) -> list[Route]:
     @auth.require(Scope.READ)
     async def wait_job(request: Request) -> Response:
         """Return the job as soon as it is final, or as it is when the timeout passes."""
@@ -160,10 +161,10 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth) -> list[Route]:
         await events.listening()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        with events.subscribe(jid) as changes, disconnect_watch(request) as gone:
+        with events.subscribe(jid) as changes, disconnect_watch(request, changes) as gone:
             job = await queue.get_job(jid)
-            while not job.is_final:
-                if await changes.next(deadline - loop.time(), events.closing, gone) is None:
+            while not job.is_final and not events.closing.is_set() and not gone.is_set():
+                if not await changes.next(deadline - loop.time()):
                     break
                 job = await queue.get_job(jid)
         return JSONResponse(job.to_dict())
@@ -174,7 +175,7 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth) -> list[Route]:
         jid = job_id(request)
         await events.listening()
         await queue.get_job(jid)  # 404 as JSON before the stream starts
-        return EventStream(lambda: events.subscribe(jid), _job_stream(queue, jid), events.closing)
+        return EventStream(lambda: events.subscribe(jid), _job_stream(queue, jid), events.closing, stall_seconds)
 
     return [
         Route("/jobs/{id:int}/wait", wait_job, methods=["GET"]),
