@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -264,3 +265,44 @@ async def test_200_sse_and_200_ws_clients_get_every_event_promptly_while_one_of_
             client.close()
         stalled_ws.close()
         await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def _flood(dsn: str, queue: str, jobs: int) -> None:
+    """``jobs`` changes on ``queue``, 30 per transaction, as fast as Postgres commits them."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SET synchronous_commit = off")
+        await conn.execute(
+            "INSERT INTO pgq.jobs (task, queue) SELECT 'f', %s FROM generate_series(1, %s)", [queue, jobs]
+        )
+        for _ in range(0, jobs, 30):
+            await conn.execute(
+                "UPDATE pgq.jobs SET state = 'cancelled', finished_at = now() WHERE id IN "
+                "(SELECT id FROM pgq.jobs WHERE queue = %s AND state = 'queued' ORDER BY id LIMIT 30)",
+                [queue],
+            )
+
+
+async def test_a_client_that_falls_behind_gets_a_resync_and_then_the_newer_changes(dsn: str) -> None:
+    async with serve_api(dsn, event_buffer=50, stall_seconds=60, send_buffer=16384) as (address, app):
+        slow_sse, slow_ws = SseClient(address), RawWebSocket(address)
+        await slow_sse.open(stall=True)
+        assert await slow_ws.open(stall=True) == 101
+        await until_subscribed(app, 2)
+        await _flood(dsn, "flood", 3000)
+        assert all(s.dropped > 0 and s.waiting <= 50 for s in job_events(app).queue_wide)
+        await _sql(dsn, ("INSERT INTO pgq.jobs (task, queue) VALUES ('t', 'after')", []))
+        # Reading again, each gets what was already written, a resync, and the changes since.
+        received = await slow_sse.read(1)
+        while received[-1][1].get("queue") != "after":
+            received = await slow_sse.read(len(received) + 1)
+        resyncs = [data for name, data, _ in received if name == "resync"]
+        assert resyncs[0] == {"reason": "bulk_insert"} and {"reason": "overflow"} in resyncs
+        assert len(received) < 3000  # the dropped changes never came
+        messages: list[dict[str, Any]] = []
+        async for opcode, payload in slow_ws.frames():
+            messages.append(json.loads(payload))
+            if opcode != 0x1 or messages[-1].get("queue") == "after":
+                break
+        assert {"type": "resync", "reason": "overflow"} in messages and messages[-1]["queue"] == "after"
+        slow_sse.close()
+        slow_ws.close()
