@@ -135,8 +135,12 @@ async def measure(dsn: str, address: str, clients: int, changes: int, rate: floa
             sent[jid] = time.monotonic()
             commits.append((sent[jid] - started) * 1000)
             await asyncio.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
+
+        def fewest() -> int:
+            return min([len(r.arrived) for r in sse] + [len(r.arrived) for r in ws])
+
         for _ in range(600):  # up to 30 s for the last arrivals
-            if all(len(r.arrived) >= changes for r in [*sse, *ws]):
+            if fewest() >= changes:
                 break
             await asyncio.sleep(0.05)
         for task in tasks:
