@@ -3,14 +3,18 @@
     DATABASE_URL=postgresql://postgres@127.0.0.1/postgres .venv/bin/python -m benchmarks.events
 
 In one throwaway database, a real `pgq api` process serves; this process holds the
-clients: 1 SSE and 1 WebSocket client, then --clients of each. A producer changes one
+clients: 1 SSE and 1 WebSocket client, then --clients of each. Two of them (one of each
+kind) parse and time what they get; the others read and discard the bytes, so that the
+numbers measure the server's fan-out, not this process parsing 400 streams. A producer changes one
 job at a time (queued → running) at --rate per second, --changes times, and every
 client notes when each change arrives. Latency is from the producer having its commit
 acknowledged to the client having parsed the event (the notification leaves at commit,
 so a few arrive before the acknowledgement: those count as 0); the commit itself
 (statement, WAL flush) is reported apart.
 Then the table gets --rows finished jobs (default 1,000,000) and the same runs again.
-Prints p50/p99/max per client kind, the ratios to the first run, and the API's RSS.
+Prints p50/p99/max per client kind, the ratios to the first run, the API's RSS, and the
+API process's CPU time per change (the fan-out's cost, which does not depend on how busy
+the machine is, unlike the latencies).
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux): what the fan-out costs, whatever the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -95,6 +105,24 @@ class SseReader:
             writer.close()
 
 
+async def drain(address: str, path: str, extra: str) -> None:
+    """A client that reads everything and looks at nothing (SSE, or a WebSocket after its handshake)."""
+    host, port = address.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n{extra}\r\n".encode())
+    try:
+        while await reader.read(65536):
+            pass
+    finally:
+        writer.close()
+
+
+WS_HANDSHAKE = (
+    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: cGdxLWJlbmNobWFyay1rZXk=\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+)
+
+
 class WsReader:
     def __init__(self) -> None:
         self.arrived: dict[int, float] = {}
@@ -106,25 +134,25 @@ class WsReader:
                 self.arrived[data["id"]] = time.monotonic()
 
 
-async def measure(dsn: str, address: str, clients: int, changes: int, rate: float) -> dict[str, Any]:
+async def measure(dsn: str, address: str, pid: int, clients: int, changes: int, rate: float) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(
             "INSERT INTO pgq.jobs (task, queue) SELECT 'bench', 'live' FROM generate_series(1, %s) RETURNING id",
             [changes],
         )
         ids = [row[0] for row in await cur.fetchall()]
-        sse = [SseReader() for _ in range(clients)]
-        readies = [asyncio.Event() for _ in sse]
-        tasks = [asyncio.create_task(r.run(address, e)) for r, e in zip(sse, readies, strict=True)]
-        sockets = await asyncio.gather(
-            *(connect(f"ws://{address}/ws", additional_headers=HEADERS, max_queue=None) for _ in range(clients))
-        )
-        ws = [WsReader() for _ in sockets]
-        tasks += [asyncio.create_task(r.run(s)) for r, s in zip(ws, sockets, strict=True)]
-        await asyncio.gather(*(e.wait() for e in readies))
-        await asyncio.sleep(0.5)
+        sse, ws = SseReader(), WsReader()
+        ready = asyncio.Event()
+        tasks = [asyncio.create_task(sse.run(address, ready))]
+        tasks += [asyncio.create_task(drain(address, "/events", "")) for _ in range(clients - 1)]
+        tasks += [asyncio.create_task(drain(address, "/ws", WS_HANDSHAKE)) for _ in range(clients - 1)]
+        sockets = [await connect(f"ws://{address}/ws", additional_headers=HEADERS, max_queue=None)]
+        tasks.append(asyncio.create_task(ws.run(sockets[0])))
+        await ready.wait()
+        await asyncio.sleep(1 + clients / 50)  # time for every draining client to subscribe
         sent: dict[int, float] = {}
         commits: list[float] = []
+        cpu_before = _cpu_seconds(pid)
         for jid in ids:
             started = time.monotonic()
             await conn.execute(
@@ -136,21 +164,22 @@ async def measure(dsn: str, address: str, clients: int, changes: int, rate: floa
             commits.append((sent[jid] - started) * 1000)
             await asyncio.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
 
-        def fewest() -> int:
-            return min([len(r.arrived) for r in sse] + [len(r.arrived) for r in ws])
-
         for _ in range(600):  # up to 30 s for the last arrivals
-            if fewest() >= changes:
+            if min(len(sse.arrived), len(ws.arrived)) >= changes:
                 break
             await asyncio.sleep(0.05)
+        cpu_ms = (_cpu_seconds(pid) - cpu_before) * 1000 / changes
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(s.close() for s in sockets))
-    result: dict[str, Any] = {"commit_p50_ms": round(_percentile(commits, 50), 2)}
-    for kind, readers in (("sse", sse), ("ws", ws)):
-        latencies = [max(0.0, r.arrived[j] - sent[j]) * 1000 for r in readers for j in ids if j in r.arrived]
-        missing = clients * changes - len(latencies)
+    result: dict[str, Any] = {
+        "commit_p50_ms": round(_percentile(commits, 50), 2),
+        "api_cpu_ms_per_change": round(cpu_ms, 2),
+    }
+    for kind, reader in (("sse", sse), ("ws", ws)):
+        latencies = [max(0.0, reader.arrived[j] - sent[j]) * 1000 for j in ids if j in reader.arrived]
+        missing = changes - len(latencies)
         result[kind] = {
             "p50_ms": round(_percentile(latencies, 50), 2),
             "p99_ms": round(_percentile(latencies, 99), 2),
@@ -179,7 +208,7 @@ async def run(o: argparse.Namespace, dsn: str, address: str, pid: int) -> dict[s
             await fill(dsn, o.rows)
         for clients in (1, o.clients):
             name = f"{table}, {clients} SSE + {clients} WS clients"
-            runs[name] = await measure(dsn, address, clients, o.changes, o.rate)
+            runs[name] = await measure(dsn, address, pid, clients, o.changes, o.rate)
             runs[name]["api_rss_mb"] = round(_rss_mb(pid), 1)
     return runs
 
@@ -190,7 +219,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['changes']} changes at {report['rate']:g}/s; server {report['server']}",
         f"{'run':44} {'kind':4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99 ratio':>9} {'missing':>7} "
-        f"{'API RSS':>8} {'commit p50':>10}",
+        f"{'API RSS':>8} {'commit p50':>10} {'API CPU/change':>14}",
     ]
     for name, run in runs.items():
         for kind in ("sse", "ws"):
@@ -198,7 +227,8 @@ def format_report(report: dict[str, Any]) -> str:
             ratio = r["p99_ms"] / base[kind]["p99_ms"] if base[kind]["p99_ms"] else float("nan")
             lines.append(
                 f"{name:44} {kind:4} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['max_ms']:8.2f} {ratio:9.2f} "
-                f"{r['missing']:7d} {run['api_rss_mb']:6.1f}MB {run['commit_p50_ms']:8.2f}ms"
+                f"{r['missing']:7d} {run['api_rss_mb']:6.1f}MB {run['commit_p50_ms']:8.2f}ms "
+                f"{run['api_cpu_ms_per_change']:12.2f}ms"
             )
     return "\n".join(lines)
 
