@@ -48,7 +48,12 @@ def create_app(
     config = settings or ApiSettings.from_env()
     auth = Auth(config)
     metrics = Metrics()
-    events = JobEvents(lambda: queue.dsn, on_change=metrics.on_change, buffer=event_buffer)
+    events = JobEvents(
+        lambda: queue.listen_dsn,
+        on_change=metrics.on_change,
+        allow_pooler=queue.settings.listen_url is not None,
+        buffer=event_buffer,
+    )
     document = openapi.document()
 
     async def openapi_json(request: Request) -> Response:
