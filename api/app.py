@@ -19,27 +19,40 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api import jobs, openapi, queues, status, ui, watch
+from api import jobs, live, openapi, queues, status, ui, watch
 from api.auth import Auth
 from api.config import ApiSettings
 from api.errors import EXCEPTION_HANDLERS
 from api.events import JobEvents
 from api.metrics import Metrics
+from api.subscriptions import DEFAULT_BUFFER
 
 log = logging.getLogger("pgq.api")
 
 
-def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None = None) -> Starlette:
+def create_app(
+    pgq_app: pgq.App | None = None,
+    *,
+    settings: ApiSettings | None = None,
+    event_buffer: int = DEFAULT_BUFFER,
+    stall_seconds: float = live.STALL_SECONDS,
+) -> Starlette:
     """Build the API around ``pgq_app`` (default: ``pgq.App()`` from the environment).
 
     ``settings`` defaults to ``ApiSettings.from_env()`` (tokens, body limit).
+    ``event_buffer`` is how many changes an event-stream client may have waiting before
+    they are dropped for a resync; ``stall_seconds`` how long an event stream or WebSocket
+    client may take to accept one message before it is let go.
     """
     queue = pgq_app or pgq.App()
     config = settings or ApiSettings.from_env()
     auth = Auth(config)
     metrics = Metrics()
     events = JobEvents(
-        lambda: queue.listen_dsn, on_change=metrics.on_change, allow_pooler=queue.settings.listen_url is not None
+        lambda: queue.listen_dsn,
+        on_change=metrics.on_change,
+        allow_pooler=queue.settings.listen_url is not None,
+        buffer=event_buffer,
     )
     document = openapi.document()
 
@@ -58,7 +71,8 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
     app = Starlette(
         routes=[
             *jobs.routes(queue, auth, config.max_body_bytes),
-            *watch.routes(queue, events, auth),
+            *watch.routes(queue, events, auth, stall_seconds=stall_seconds),
+            *live.routes(events, auth, stall_seconds=stall_seconds),
             *status.routes(queue, auth),
             *queues.routes(queue, auth),
             *metrics.routes(queue, auth),

@@ -17,7 +17,7 @@ import functools
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from api.config import ApiSettings
@@ -58,8 +58,8 @@ class Auth:
             return Scope.WRITE
         return Scope.READ if _matches(given, self._read) else None
 
-    def check(self, request: Request, scope: Scope) -> None:
-        """Raise 401 without a valid token, 403 when the token's scope is too small."""
+    def check(self, request: HTTPConnection, scope: Scope) -> None:
+        """Raise 401 without a valid token, 403 when the token's scope is too small (also for a WebSocket handshake)."""
         if not self.enabled:
             return
         header = request.headers.get("authorization")

@@ -1,22 +1,23 @@
-"""One LISTEN connection per API process (pgq.listen's client), fanned out to every waiting request.
+"""One LISTEN connection per API process (pgq.listen's client), fanned out to every waiting request and stream.
 
-The trigger jobs_notify_changed announces each change of a job's state or progress on
-pgq_job_events. Requests subscribe to one job id and then read the row, so a change
-that lands after the read is always delivered. After a reconnect every subscriber gets
-a RESYNC marker: a change may have been missed while the connection was down, so the
-row must be read again. ``close()`` (server shutdown) ends every wait at once.
+The triggers on pgq.jobs announce each new job and each change of a job's state or
+progress on pgq_job_events (migration 0012 gives the payload). Per-job waiters and
+streams subscribe to one job id; queue-wide streams (GET /events, /ws) subscribe with a
+filter. Every subscriber has a bounded buffer (api/subscriptions.py): dispatching never
+waits for a client. After a reconnect every subscriber gets a resync: a change may have
+been missed while the connection was down. ``close()`` (server shutdown) ends every wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
+from api.subscriptions import BULK_INSERT, DEFAULT_BUFFER, RECONNECTED, EventFilter, JobChange, Subscription
 from pgq._queries import QUERIES
 from pgq.errors import DatabaseUnavailableError
 from pgq.listen import ListenClient
@@ -24,19 +25,24 @@ from pgq.listen import ListenClient
 log = logging.getLogger("pgq.api")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class JobChange:
-    """One notification: the job's state after the change, and whether progress changed."""
-
-    id: int
-    queue: str
-    state: str
-    attempt: int
-    progress: bool
-
-
-RESYNC: Literal["resync"] = "resync"
-Event = JobChange | Literal["resync"]
+def parse_change(data: dict[str, Any]) -> JobChange:
+    """A row's notification; KeyError, TypeError or ValueError when it is not one."""
+    progress_known = "progress_value" in data
+    value = data.get("progress_value")
+    if value is not None and not isinstance(value, dict):
+        raise TypeError("progress_value is not an object")
+    xid = data.get("xid")
+    return JobChange(
+        id=int(data["id"]),
+        queue=str(data["queue"]),
+        task=str(data["task"]),
+        state=str(data["state"]),
+        attempt=int(data["attempt"]),
+        progress=bool(data["progress"]),
+        xid=None if xid is None else int(xid),
+        progress_known=progress_known,
+        progress_value=value,
+    )
 
 
 class JobEvents:
@@ -49,9 +55,13 @@ class JobEvents:
         on_change: Callable[[JobChange], None] | None = None,
         *,
         allow_pooler: bool = False,
+        buffer: int = DEFAULT_BUFFER,
     ) -> None:
         self._on_change = on_change
-        self._subscribers: dict[int, set[asyncio.Queue[Event]]] = {}
+        self.buffer = buffer
+        """Changes each subscriber may have waiting (see api/subscriptions.py)."""
+        self._by_job: dict[int, set[Subscription]] = {}
+        self._all: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._client = ListenClient(
             dsn,
@@ -90,10 +100,18 @@ class JobEvents:
     def shutdown_soon(self) -> None:
         """Thread- and signal-safe: end every wait and stream (the server is stopping)."""
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.closing.set)
+            self._loop.call_soon_threadsafe(self._stop)
+
+    def _stop(self) -> None:
+        self.closing.set()
+        for subscribers in self._by_job.values():
+            for subscription in subscribers:
+                subscription.interrupt()
+        for subscription in self._all:
+            subscription.interrupt()
 
     async def close(self) -> None:
-        self.closing.set()
+        self._stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,43 +121,64 @@ class JobEvents:
     # -- subscribing --------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def subscribe(self, job_id: int) -> Iterator[asyncio.Queue[Event]]:
-        changes: asyncio.Queue[Event] = asyncio.Queue()
-        self._subscribers.setdefault(job_id, set()).add(changes)
+    def subscribe(self, job_id: int) -> Iterator[Subscription]:
+        """The changes of one job, from now on."""
+        subscription = Subscription(self.buffer)
+        self._by_job.setdefault(job_id, set()).add(subscription)
         try:
-            yield changes
+            yield subscription
         finally:
-            subscribers = self._subscribers.get(job_id)
+            subscribers = self._by_job.get(job_id)
             if subscribers is not None:
-                subscribers.discard(changes)
+                subscribers.discard(subscription)
                 if not subscribers:
-                    del self._subscribers[job_id]
+                    del self._by_job[job_id]
+
+    @contextlib.contextmanager
+    def subscribe_all(self, event_filter: EventFilter) -> Iterator[Subscription]:
+        """The changes of every job that ``event_filter`` matches, from now on."""
+        subscription = Subscription(self.buffer, event_filter)
+        self._all.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._all.discard(subscription)
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
+        return sum(len(s) for s in self._by_job.values()) + len(self._all)
+
+    @property
+    def queue_wide(self) -> frozenset[Subscription]:
+        """The queue-wide subscriptions now open (for tests and diagnostics)."""
+        return frozenset(self._all)
 
     # -- the listener ------------------------------------------------------------------
 
     def _dispatch(self, payload: str) -> None:
         try:
             data: dict[str, Any] = json.loads(payload)
-            change = JobChange(
-                id=int(data["id"]),
-                queue=str(data["queue"]),
-                state=str(data["state"]),
-                attempt=int(data["attempt"]),
-                progress=bool(data["progress"]),
-            )
+            if "inserted" in data:  # a bulk insert: a count per queue, not one per job
+                queue = str(data["queue"])
+                for subscription in self._all:
+                    if subscription.filter.matches_bulk_insert(queue):
+                        subscription.resync(BULK_INSERT)
+                return
+            change = parse_change(data)
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed pgq_job_events payload: %.200s", payload)
             return
         if self._on_change is not None:
             self._on_change(change)
-        for changes in self._subscribers.get(change.id, ()):
-            changes.put_nowait(change)
+        for subscription in self._by_job.get(change.id, ()):
+            subscription.put(change)
+        for subscription in self._all:
+            if subscription.filter.matches(change):
+                subscription.put(change)
 
     def _resync_all(self) -> None:
-        for subscribers in self._subscribers.values():
-            for changes in subscribers:
-                changes.put_nowait(RESYNC)
+        for subscribers in self._by_job.values():
+            for subscription in subscribers:
+                subscription.resync(RECONNECTED)
+        for subscription in self._all:
+            subscription.resync(RECONNECTED)

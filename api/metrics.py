@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import pgq
 from api.auth import Auth
 from api.auth import Scope as AuthScope
-from api.events import JobChange
+from api.subscriptions import JobChange
 from pgq.monitoring import QueueStats
 
 

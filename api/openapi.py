@@ -24,6 +24,10 @@ _MODELS: list[type[BaseModel]] = [
     schemas.WorkerList,
     schemas.Health,
     schemas.ErrorOut,
+    schemas.JobChangeOut,
+    schemas.ResyncOut,
+    schemas.StateEventOut,
+    schemas.ProgressEventOut,
 ]
 
 
@@ -58,6 +62,29 @@ _NAME = {
 def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
     props = model.model_json_schema(ref_template=_REF)["properties"]
     return [{"name": name, "in": "query", "required": False, "schema": schema} for name, schema in props.items()]
+
+
+def _multi_query(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """Query parameters that may repeat (?state=queued&state=running)."""
+    return [{**param, "style": "form", "explode": True} for param in _query(model)]
+
+
+def _event(name: str, model: type[BaseModel]) -> dict[str, Any]:
+    """One Server-Sent Event: its name, and its data as JSON of ``model``."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(model)},
+        },
+    }
+
+
+def _event_stream(description: str, *events: dict[str, Any]) -> dict[str, Any]:
+    """A text/event-stream response; as OpenAPI 3.1 reads it, the schema describes each event
+    (comments such as ': ping' are not events)."""
+    return {"description": description, "content": {"text/event-stream": {"schema": {"oneOf": list(events)}}}}
 
 
 def _op(summary: str, responses: dict[str, Any], *, write: bool = False, **extra: Any) -> dict[str, Any]:
@@ -114,16 +141,44 @@ def document() -> dict[str, Any]:
         },
         "/jobs/{id}/events": {
             "get": _op(
-                "Server-Sent Events of the job's changes until it is final",
+                "Server-Sent Events of the job's changes, in the order they happened, until it is final",
                 {
-                    "200": {
-                        "description": "Events 'state' {id, state, attempt}, 'progress' {id, progress}, "
-                        "then 'end' with the final job; ': ping' comments keep the stream open.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
+                    "200": _event_stream(
+                        "'state' {id, state, attempt} and 'progress' {id, progress} as they happen, then 'end' "
+                        "with the final job (nothing else follows the final state); ': ping' every 15 s.",
+                        _event("state", schemas.StateEventOut),
+                        _event("progress", schemas.ProgressEventOut),
+                        _event("end", schemas.JobOut),
+                    ),
                     "404": not_found,
                 },
                 parameters=[_ID],
+            )
+        },
+        "/events": {
+            "get": _op(
+                "Server-Sent Events of every job change a filter matches (enqueued, state, progress)",
+                {
+                    "200": _event_stream(
+                        "'job' for each change; 'resync' {reason} when changes were dropped or missed (read the "
+                        "jobs again); ': ping' every 15 s. Every change after the response headers is sent.",
+                        _event("job", schemas.JobChangeOut),
+                        _event("resync", schemas.ResyncOut),
+                    ),
+                },
+                parameters=_multi_query(schemas.EventsQuery),
+            )
+        },
+        "/ws": {
+            "get": _op(
+                "The changes of GET /events over a WebSocket: JSON text messages {type: 'job', ...} and "
+                "{type: 'resync', reason}. A refused handshake is accepted and closed with 4401, 4403 or 4422; "
+                "a client too slow to take messages is closed with 1008, and shutdown closes with 1001.",
+                {
+                    "101": {"description": "Switching to the WebSocket protocol."},
+                    "426": _error("Not a WebSocket handshake: connect with 'Upgrade: websocket'."),
+                },
+                parameters=_multi_query(schemas.EventsQuery),
             )
         },
         "/queues": {

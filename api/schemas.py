@@ -153,3 +153,53 @@ class ErrorOut(BaseModel):
     """Every error response."""
 
     error: ErrorBody
+
+
+MAX_FILTER_VALUES = 50
+
+
+class EventsQuery(BaseModel):
+    """GET /events and GET /ws query parameters. Each may repeat: a job matches when its
+    queue is one of the queues given, and its task one of the tasks, and its state one of
+    the states. Without a parameter every job matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: list[QueueName] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+    task: list[TaskName] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+    state: list[State] = Field(default_factory=list, max_length=MAX_FILTER_VALUES)
+
+
+class JobChangeOut(BaseModel):
+    """A job changed (or was enqueued): its state after the change."""
+
+    id: int
+    queue: str
+    task: str
+    state: State
+    attempt: int
+    progress: bool = Field(description="True when this change was a new progress report.")
+
+
+class ResyncOut(BaseModel):
+    """Changes were dropped or may have been missed: read the jobs again."""
+
+    reason: Literal["overflow", "reconnected", "bulk_insert"] = Field(
+        description="overflow: this client fell behind and its buffer was dropped; reconnected: the API's "
+        "database listener reconnected; bulk_insert: more than 100 jobs were enqueued in one statement."
+    )
+
+
+class StateEventOut(BaseModel):
+    """GET /jobs/{id}/events: the job's state changed."""
+
+    id: int
+    state: State
+    attempt: int
+
+
+class ProgressEventOut(BaseModel):
+    """GET /jobs/{id}/events: the job reported progress (null: cleared when an attempt starts)."""
+
+    id: int
+    progress: dict[str, Any] | None

@@ -1,54 +1,43 @@
-"""Following a job: ``GET /jobs/{id}/wait`` (long-poll) and ``GET /jobs/{id}/events`` (SSE).
+"""Following one job: ``GET /jobs/{id}/wait`` (long-poll) and ``GET /jobs/{id}/events`` (SSE).
 
 Both are woken by the shared listener (api/events.py), never by a sleep loop. Each
 subscribes before reading the row, so no change between the read and the wait is lost.
-Both end on client disconnect and when the server shuts down.
+
+The event stream tells each change once and in the order it happened. It follows the
+notifications, which arrive in commit order and carry the new state and progress, and
+reads the row only to start, after a resync and for ``end``. Reading the row on every
+notification (as it once did) reported a later row: a progress notification read a row
+that had meanwhile succeeded, and the stream sent the final state before the progress
+that came first. A notification whose transaction the last read already saw (its
+snapshot says so) is skipped, so an older change never follows a newer read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator, Iterator
+import dataclasses
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
 from api.auth import Auth, Scope
 from api.body import job_id, read_query
-from api.events import RESYNC, Event, JobEvents
+from api.events import JobEvents
 from api.schemas import WaitQuery
-
-PING_SECONDS = 15.0
-"""An SSE comment this often keeps proxies from closing an idle stream."""
-
-
-async def next_event(changes: asyncio.Queue[Event], within: float, *stops: asyncio.Event) -> Event | None:
-    """The next change, or None after ``within`` seconds or when any of ``stops`` is set."""
-    if within <= 0 or any(s.is_set() for s in stops):
-        return None
-    getter = asyncio.ensure_future(changes.get())
-    waiters = [asyncio.ensure_future(s.wait()) for s in stops]
-    try:
-        await asyncio.wait([getter, *waiters], timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in [getter, *waiters]:
-            pending.cancel()
-    if getter.done() and not getter.cancelled():
-        event = getter.result()
-        while not changes.empty():  # several changes at once: one read of the row covers them
-            newer = changes.get_nowait()
-            event = RESYNC if RESYNC in (event, newer) else newer
-        return event
-    return None
+from api.sse import PING, PING_SECONDS, Body, EventStream
+from api.subscriptions import Resync, Subscription, sse
+from pgq import _ops
+from pgq._queries import QUERIES
+from pgq.job import FINAL_STATES, Job
 
 
 @contextlib.contextmanager
-def disconnect_watch(request: Request) -> Iterator[asyncio.Event]:
+def disconnect_watch(request: Request, subscription: Subscription) -> Iterator[asyncio.Event]:
     """An event set when the client goes away (for a long-poll that sends nothing meanwhile)."""
     gone = asyncio.Event()
 
@@ -57,6 +46,7 @@ def disconnect_watch(request: Request) -> Iterator[asyncio.Event]:
             message = await request.receive()
             if message["type"] == "http.disconnect":
                 gone.set()
+                subscription.interrupt()
                 return
 
     task = asyncio.create_task(watch())
@@ -66,11 +56,103 @@ def disconnect_watch(request: Request) -> Iterator[asyncio.Event]:
         task.cancel()
 
 
-def _sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A Postgres snapshot (pg_current_snapshot): which transactions a read saw."""
+
+    xmin: int
+    xmax: int
+    in_progress: frozenset[int]
+
+    @classmethod
+    def parse(cls, text: str) -> Snapshot:
+        xmin, xmax, xip = text.split(":")
+        return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
+
+    def sees(self, xid: int) -> bool:
+        """Whether a committed transaction was visible to this snapshot (pg_visible_in_snapshot)."""
+        return xid < self.xmin or (xid < self.xmax and xid not in self.in_progress)
 
 
-def routes(queue: pgq.App, events: JobEvents, auth: Auth) -> list[Route]:
+def _read_job(jid: int) -> _ops.Op[tuple[Job, Snapshot] | None]:
+    rows = yield QUERIES["job_get_with_snapshot"], {"id": jid}
+    if not rows:
+        return None
+    row = dict(rows[0])
+    snapshot = Snapshot.parse(row.pop("snapshot"))
+    return Job(**row), snapshot
+
+
+class _Told:
+    """What the client has been told of one job; each step returns the events it adds."""
+
+    def __init__(self, jid: int) -> None:
+        self.jid = jid
+        self.state: str | None = None
+        self.attempt: int | None = None
+        self.progress: dict[str, Any] | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def step(self, state: str, attempt: int, progress_changed: bool, progress: dict[str, Any] | None) -> list[str]:
+        told: list[str] = []
+        if (state, attempt) != (self.state, self.attempt):
+            self.state, self.attempt = state, attempt
+            told.append(sse("state", {"id": self.jid, "state": state, "attempt": attempt}))
+        if progress_changed and progress != self.progress:
+            self.progress = progress
+            # A claim starts an attempt (and clears the progress) before the task reports,
+            # so for a running job the state comes first; any other state ended an
+            # attempt, whose last progress came before that state.
+            told.insert(len(told) if state == "running" else 0, sse("progress", {"id": self.jid, "progress": progress}))
+        return told
+
+
+def _job_stream(queue: pgq.App, jid: int) -> Body:
+    async def body(changes: Subscription, stops: tuple[asyncio.Event, ...]) -> AsyncGenerator[str, None]:
+        read = await queue._run(_read_job(jid))
+        if read is None:
+            return
+        job, snapshot = read
+        told = _Told(jid)
+        first = told.step(job.state.value, job.attempt, job.progress is not None, job.progress)
+        yield "".join(first)
+        last_read: Job | None = job
+        while not told.final:
+            items = await changes.next(PING_SECONDS)
+            if any(stop.is_set() for stop in stops):
+                return
+            if not items:
+                yield PING
+                continue
+            out: list[str] = []
+            for item in items:
+                if isinstance(item, Resync) or (item.progress and not item.progress_known):
+                    read = await queue._run(_read_job(jid))
+                    if read is None:
+                        return  # deleted (pruned) meanwhile
+                    last_read, snapshot = read
+                    out += told.step(last_read.state.value, last_read.attempt, True, last_read.progress)
+                elif item.xid is None or not snapshot.sees(item.xid):
+                    last_read = None
+                    out += told.step(item.state, item.attempt, item.progress, item.progress_value)
+                if told.final:
+                    break
+            if out:
+                yield "".join(out)
+        if last_read is None or not last_read.is_final:
+            try:
+                last_read = await queue.get_job(jid)
+            except pgq.JobNotFoundError:
+                return
+        yield sse("end", last_read.to_dict())
+
+    return body
+
+
+def routes(queue: pgq.App, events: JobEvents, auth: Auth, *, stall_seconds: float) -> list[Route]:
     @auth.require(Scope.READ)
     async def wait_job(request: Request) -> Response:
         """Return the job as soon as it is final, or as it is when the timeout passes."""
@@ -79,61 +161,23 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth) -> list[Route]:
         await events.listening()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        with events.subscribe(jid) as changes, disconnect_watch(request) as gone:
+        with events.subscribe(jid) as changes, disconnect_watch(request, changes) as gone:
             job = await queue.get_job(jid)
-            while not job.is_final:
-                if await next_event(changes, deadline - loop.time(), events.closing, gone) is None:
+            while not job.is_final and not events.closing.is_set() and not gone.is_set():
+                if not await changes.next(deadline - loop.time()):
                     break
                 job = await queue.get_job(jid)
         return JSONResponse(job.to_dict())
 
     @auth.require(Scope.READ)
     async def job_events(request: Request) -> Response:
-        """Server-Sent Events: ``state`` and ``progress`` changes, then ``end`` with the final job."""
+        """Server-Sent Events: ``state`` and ``progress`` changes in order, then ``end`` with the final job."""
         jid = job_id(request)
         await events.listening()
         await queue.get_job(jid)  # 404 as JSON before the stream starts
-        return StreamingResponse(
-            _stream(queue, events, jid),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return EventStream(lambda: events.subscribe(jid), _job_stream(queue, jid), events.closing, stall_seconds)
 
     return [
         Route("/jobs/{id:int}/wait", wait_job, methods=["GET"]),
         Route("/jobs/{id:int}/events", job_events, methods=["GET"]),
     ]
-
-
-async def _stream(queue: pgq.App, events: JobEvents, jid: int) -> AsyncIterator[str]:
-    # Subscribed here, inside the generator, so the subscription ends with the stream
-    # however it ends (job final, client gone, server stopping).
-    with events.subscribe(jid) as changes:
-        try:
-            job = await queue.get_job(jid)
-        except pgq.JobNotFoundError:
-            return
-        last = (job.state.value, job.attempt)
-        yield _sse("state", {"id": jid, "state": job.state.value, "attempt": job.attempt})
-        progress = job.progress
-        if progress is not None:
-            yield _sse("progress", {"id": jid, "progress": progress})
-        while not job.is_final:
-            event = await next_event(changes, PING_SECONDS, events.closing)
-            if events.closing.is_set():
-                return
-            if event is None:
-                yield ": ping\n\n"
-                continue
-            if event == RESYNC or event.progress or pgq.JobState(event.state).is_final:
-                job = await queue.get_job(jid)
-                current = (job.state.value, job.attempt)
-            else:
-                current = (event.state, event.attempt)
-            if current != last:
-                last = current
-                yield _sse("state", {"id": jid, "state": current[0], "attempt": current[1]})
-            if job.progress != progress:
-                progress = job.progress
-                yield _sse("progress", {"id": jid, "progress": progress})
-        yield _sse("end", job.to_dict())

@@ -115,3 +115,52 @@ async def test_events_report_progress_changes(api: httpx.AsyncClient, api_app: S
     events = _parse_sse((await asyncio.wait_for(streaming, 30)).text)
     assert ("progress", {"id": job["id"], "progress": {"percent": 50}}) in events
     assert events[-1][0] == "end" and events[-1][1]["state"] == "cancelled"
+
+
+_STEPS = [
+    "UPDATE pgq.jobs SET state = 'running', attempt = 1, started_at = now(), heartbeat_at = now(), worker_id = 'w'"
+    " WHERE id = %s",
+    *[f"UPDATE pgq.jobs SET progress = jsonb_build_object('percent', {p}) WHERE id = %s" for p in (25, 50, 75, 100)],
+    "UPDATE pgq.jobs SET state = 'succeeded', finished_at = now(), result = '1' WHERE id = %s",
+]
+
+
+async def _run_job_like_a_worker(dsn: str, job_ids: list[int]) -> None:
+    """Claim, report 25..100 and succeed each job, one transaction per step, as fast as a worker."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SET synchronous_commit = off")
+        for jid in job_ids:
+            for step in _STEPS:
+                await conn.execute(step, [jid])
+
+
+_STATE_ORDER = ["queued", "running", "succeeded"]
+
+
+def _assert_told_in_order(events: list[tuple[str, dict[str, object]]]) -> None:
+    """After the first read, every change once and in order; nothing but end after the final state."""
+    names = [name for name, _ in events]
+    assert names[-1] == "end" and names.count("end") == 1, names
+    assert names[-2] == "state" and events[-2][1]["state"] == "succeeded", events
+    told = [(name, data["state"] if name == "state" else data["progress"]) for name, data in events[:-1]]
+    # Every report from the first one told, and the last (100) before the final state.
+    percents = [value["percent"] for name, value in told if name == "progress" and isinstance(value, dict)]
+    assert percents and percents == list(range(percents[0], 101, 25)), told
+    states = [str(value) for name, value in told if name == "state"]
+    assert states == sorted(set(states), key=_STATE_ORDER.index), told
+
+
+async def test_events_of_one_job_arrive_in_order_in_200_streams(
+    api: httpx.AsyncClient, api_app: Starlette, dsn: str
+) -> None:
+    jobs = [(await api.post("/jobs", json={"task": "noop"})).json()["id"] for _ in range(50)]
+    early = [asyncio.create_task(api.get(f"/jobs/{jid}/events")) for jid in jobs for _ in range(2)]
+    await _until_subscribed(api_app, len(early))
+    writers = [asyncio.create_task(_run_job_like_a_worker(dsn, jobs[i::5])) for i in range(5)]
+    # Half the streams start while the jobs change: their first read races the writers.
+    late = [asyncio.create_task(api.get(f"/jobs/{jid}/events")) for jid in jobs for _ in range(2)]
+    await asyncio.gather(*writers)
+    responses = await asyncio.wait_for(asyncio.gather(*early, *late), 60)
+    for response in responses:
+        _assert_told_in_order(_parse_sse(response.text))
+    assert api_app.state.job_events.subscriber_count == 0

@@ -25,9 +25,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from websockets.exceptions import ConnectionClosedOK
+from websockets.sync.client import connect
 
 from tests.conftest import READ_TOKEN, ROOT, WRITE, WRITE_TOKEN, pgq_cli
-from tests.helpers import count_rows
+from tests.helpers import count_rows, wait_until
 
 
 def _free_port() -> int:
@@ -152,9 +154,44 @@ def test_schemathesis_finds_no_server_error_and_every_response_matches_the_schem
                 case.path_parameters = {"id": 2**62}
             if case.path.endswith("/wait"):
                 case.query = {"timeout": 0.05}
-            case.call_and_validate(base_url=url, headers=WRITE, checks=_CHECKS, timeout=30)
+            # GET /events never ends: schemathesis reads it until the timeout and checks each event.
+            timeout = 0.5 if case.path == "/events" else 30
+            case.call_and_validate(base_url=url, headers=WRITE, checks=_CHECKS, timeout=timeout)
 
         check()
         tested += 1
     assert tested >= 11  # every operation (schemathesis skips the document's own path)
     assert count_rows(dsn, "state = 'running'") == 0  # no worker: nothing was run
+
+
+def test_sigterm_ends_events_streams_cleanly_and_closes_websockets_with_1001(
+    served_api: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    url, proc = served_api
+    results: dict[str, Any] = {}
+
+    def stream() -> None:
+        with httpx.stream("GET", f"{url}/events", headers=WRITE, timeout=60) as response:
+            results["sse"] = "".join(response.iter_text())  # raises if the stream is cut short
+
+    def socket() -> None:
+        address = url.removeprefix("http://")
+        with connect(f"ws://{address}/ws", additional_headers=WRITE, open_timeout=30) as ws:
+            results["ws_open"] = True
+            with pytest.raises(ConnectionClosedOK) as closed:
+                ws.recv(timeout=60)
+            results["ws_close"] = (closed.value.rcvd.code, closed.value.rcvd.reason) if closed.value.rcvd else None
+
+    threads = [threading.Thread(target=stream), threading.Thread(target=socket)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: results.get("ws_open"), 30, "the WebSocket to open")
+    time.sleep(0.5)  # the SSE request is streaming too
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) in {0, -signal.SIGTERM}
+    assert time.monotonic() - started < 8
+    for thread in threads:
+        thread.join(10)
+    assert results["sse"] == ""  # ended with the last chunk: no event, no error
+    assert results["ws_close"] == (1001, "the server is shutting down")

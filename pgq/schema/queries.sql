@@ -56,6 +56,11 @@ WHERE idempotency_key = ANY(%(keys)s::text[])
 -- One job by id.
 SELECT * FROM pgq.jobs WHERE id = %(id)s;
 
+-- name: job_get_with_snapshot
+-- One job by id, and the snapshot it was read in ("xmin:xmax:xip,..."): a change
+-- notified by a transaction this snapshot sees is already in the row.
+SELECT pg_current_snapshot()::text AS snapshot, j.* FROM pgq.jobs AS j WHERE j.id = %(id)s;
+
 -- name: job_list
 -- Newest jobs first, optionally filtered; keyset pagination with before_id.
 SELECT * FROM pgq.jobs
