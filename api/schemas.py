@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from pgq import _times
 from pgq.job import JobState
 from pgq.task import QUEUE_NAME, TASK_NAME
 
-MAX_DELAY_SECONDS = 100 * 365 * 24 * 3600
+MAX_DELAY_SECONDS = _times.MAX_DELAY.total_seconds()
 MAX_WAIT_SECONDS = 300.0
 
 TaskName = Annotated[str, Field(pattern=TASK_NAME.pattern, description="A task name a worker registers.")]
@@ -34,10 +35,14 @@ class EnqueueRequest(BaseModel):
     priority: Annotated[int, Field(ge=-32768, le=32767)] | None = Field(
         default=None, description="Lower runs first. Default 0."
     )
-    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)] | None = Field(
+    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS, allow_inf_nan=False)] | None = Field(
         default=None, description="Seconds from now before the job may run. Not with run_at."
     )
-    run_at: AwareDatetime | None = Field(default=None, description="When the job may run (with a UTC offset).")
+    run_at: Annotated[AwareDatetime, AfterValidator(_times.check_run_at)] | None = Field(
+        default=None,
+        description=f"When the job may run (with a UTC offset), from {_times.RUN_AT_MIN.isoformat()} "
+        f"to before {_times.RUN_AT_MAX.isoformat()}. Not with delay.",
+    )
     max_attempts: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(default=None, description="Default 5.")
     idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
         default=None, description="While a job with this key is not final, the same request returns that job (200)."

@@ -11,7 +11,7 @@ from pgq._queries import QUERIES
 from pgq.errors import ConfigError, DatabaseUnavailableError, SchemaNotMigratedError
 
 # The alembic revision this version of pgq expects; `pgq migrate` brings a database here.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0010"
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 

@@ -12,7 +12,7 @@ from typing import Any, Self, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgq import _db, _ops
+from pgq import _db, _ops, _times
 from pgq._json import JsonDefault
 from pgq._ops import JobSpec, QueueLimits
 from pgq.embedded import embedded_dsn
@@ -26,6 +26,14 @@ from pgq.task import Task, TaskOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+
+async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    _times.make_total(conn)  # every reader reads every row (see pgq/_times.py)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    _times.make_total(conn)
 
 
 class App:
@@ -229,6 +237,7 @@ class App:
                 open=False,
                 kwargs={"autocommit": True},
                 name="pgq-app",
+                configure=_configure_async,
             )
             await pool.open(wait=True, timeout=30)
             self._pool = pool
@@ -262,6 +271,7 @@ class App:
                 open=False,
                 kwargs={"autocommit": True},
                 name="pgq-app-sync",
+                configure=_configure,
             )
             pool.open(wait=True, timeout=30)
             self._sync_pool = pool

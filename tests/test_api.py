@@ -256,7 +256,10 @@ async def test_queues_count_by_state_with_oldest_age_and_recent_finishes(api: ht
     for body in [{"task": "x"}, {"task": "x"}, {"task": "x", "delay": 60}, {"task": "y", "queue": "other"}]:
         await api.post("/jobs", json=body)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE pgq.jobs SET run_at = now() - interval '90 seconds' WHERE state = 'queued'")
+        conn.execute(
+            "UPDATE pgq.jobs SET run_at = now() - interval '90 seconds', created_at = now() - interval '90 seconds' "
+            "WHERE state = 'queued'"
+        )
         conn.execute("UPDATE pgq.jobs SET state = 'cancelled', finished_at = now() WHERE queue = 'other'")
     response = await api.get("/queues")
     assert response.status_code == 200

@@ -44,7 +44,16 @@ CREATE TABLE pgq.jobs (
     CONSTRAINT jobs_result_only_when_succeeded CHECK (result IS NULL OR state = 'succeeded'),
     CONSTRAINT jobs_idempotency_key_valid CHECK (
         idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
-    CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object')
+    CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object'),
+    -- Every time within what Python reads back in any session time zone (pgq/_times.py).
+    CONSTRAINT jobs_times_in_range CHECK (
+        run_at >= '1970-01-01 00:00:00+00' AND run_at < '9999-01-01 00:00:00+00'
+        AND created_at >= '1970-01-01 00:00:00+00' AND created_at < '9999-01-01 00:00:00+00'
+        AND coalesce(started_at >= '1970-01-01 00:00:00+00' AND started_at < '9999-01-01 00:00:00+00', true)
+        AND coalesce(finished_at >= '1970-01-01 00:00:00+00' AND finished_at < '9999-01-01 00:00:00+00', true)
+        AND coalesce(heartbeat_at >= '1970-01-01 00:00:00+00' AND heartbeat_at < '9999-01-01 00:00:00+00', true)
+        AND coalesce(cancel_requested_at >= '1970-01-01 00:00:00+00'
+                     AND cancel_requested_at < '9999-01-01 00:00:00+00', true))
 )
 -- Every state change writes a new row version: vacuum early and often, and leave room
 -- on each page so that most updates stay HOT.
@@ -94,13 +103,14 @@ CREATE TRIGGER jobs_notify_inserted
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION pgq.notify_jobs_inserted();
 
--- Per queue and state: how many jobs, and how long the oldest ready one has waited.
+-- Per queue and state: how many jobs, and how long the oldest ready one has waited
+-- (since it became ready: its run_at, or its creation when run_at was in the past).
 CREATE VIEW pgq.queue_stats AS
 SELECT
     queue,
     state,
     count(*) AS jobs,
-    CASE WHEN state = 'queued' THEN now() - min(run_at) END AS oldest_queued_age
+    CASE WHEN state = 'queued' THEN now() - min(greatest(run_at, created_at)) END AS oldest_queued_age
 FROM pgq.jobs
 GROUP BY queue, state;
 
