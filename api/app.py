@@ -22,7 +22,7 @@ import pgq
 from api import jobs, openapi, status, watch
 from api.auth import Auth
 from api.config import ApiSettings
-from api.errors import EXCEPTION_HANDLERS
+from api.errors import EXCEPTION_HANDLERS, catch_unexpected
 from api.events import JobEvents
 from api.metrics import Metrics
 
@@ -61,7 +61,7 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
             *metrics.routes(queue, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),
         ],
-        middleware=[Middleware(metrics.middleware)],
+        middleware=[Middleware(metrics.middleware), Middleware(catch_unexpected)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

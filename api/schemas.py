@@ -58,7 +58,9 @@ class ListQuery(BaseModel):
     state: State | None = None
     task: TaskName | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
-    cursor: Annotated[str, Field(max_length=100)] | None = None
+    cursor: (
+        Annotated[str, Field(pattern=r"^[0-9]{1,19}$", description="The next_cursor of the previous page.")] | None
+    ) = None
 
 
 class WaitQuery(BaseModel):
@@ -66,7 +68,7 @@ class WaitQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 30.0
+    timeout: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 30.0
 
 
 class JobOut(BaseModel):

@@ -83,6 +83,9 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth) -> list[Route]:
             job = await queue.get_job(jid)
             while not job.is_final:
                 if await next_event(changes, deadline - loop.time(), events.closing, gone) is None:
+                    # Timeout (or shutdown): the job as it is now. Not every change is
+                    # announced (a cancel request on a running job keeps its state).
+                    job = await queue.get_job(jid)
                     break
                 job = await queue.get_job(jid)
         return JSONResponse(job.to_dict())
@@ -100,8 +103,8 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth) -> list[Route]:
         )
 
     return [
-        Route("/jobs/{id:int}/wait", wait_job, methods=["GET"]),
-        Route("/jobs/{id:int}/events", job_events, methods=["GET"]),
+        Route("/jobs/{id}/wait", wait_job, methods=["GET"]),
+        Route("/jobs/{id}/events", job_events, methods=["GET"]),
     ]
 
 

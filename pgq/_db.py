@@ -53,7 +53,7 @@ async def connect_async(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncCo
         raise unavailable(dsn, exc) from None
 
 
-def _version_error(version: str | None) -> SchemaNotMigratedError | None:
+def version_error(version: str | None) -> SchemaNotMigratedError | None:
     if version is None:
         return SchemaNotMigratedError("the database has no pgq schema: run `pgq migrate` first")
     if version != SCHEMA_HEAD:
@@ -70,7 +70,7 @@ def check_schema(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     except psycopg.errors.UndefinedTable:
         conn.rollback()
         row = None
-    if error := _version_error(str(row[0]) if row else None):
+    if error := version_error(str(row[0]) if row else None):
         raise error
 
 
@@ -80,5 +80,5 @@ async def check_schema_async(conn: psycopg.AsyncConnection[tuple[object, ...]]) 
     except psycopg.errors.UndefinedTable:
         await conn.rollback()
         row = None
-    if error := _version_error(str(row[0]) if row else None):
+    if error := version_error(str(row[0]) if row else None):
         raise error

@@ -321,7 +321,7 @@ def list_jobs(
     if task is not None:
         check_task_name(task)
     if before_id is not None:
-        _whole("before_id", before_id, 1, MAX_JOB_ID)
+        _whole("before_id", before_id, 0, MAX_JOB_ID)
     _whole("limit", limit, 1, 10_000)
     rows = yield (
         QUERIES["job_list"],
@@ -410,6 +410,12 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
         )
         for name in sorted(counts)
     ]
+
+
+def schema_revision() -> Op[str | None]:
+    """The database's pgq schema revision (None: never migrated)."""
+    rows = yield QUERIES["schema_version_get"], {}
+    return str(rows[0]["version_num"]) if rows else None
 
 
 def list_workers() -> Op[list[WorkerInfo]]:

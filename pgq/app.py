@@ -471,6 +471,13 @@ class App:
     def queue_stats_sync(self) -> list[QueueStats]:
         return self._run_sync(_ops.queue_stats())
 
+    async def check_database(self) -> None:
+        """Raise unless the database answers, through the pool, at the schema revision
+        this pgq needs (DatabaseUnavailableError, SchemaNotMigratedError). For health
+        probes: it costs one query on a pooled connection, never a new connection."""
+        if error := _db.version_error(await self._run(_ops.schema_revision())):
+            raise error
+
     async def list_workers(self) -> list[WorkerInfo]:
         """The worker processes registered in pgq.workers, with their last heartbeat."""
         return await self._run(_ops.list_workers())
