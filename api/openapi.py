@@ -48,9 +48,20 @@ _ANY_OBJECT = {"type": "object"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or a string, never null: drop the null alternative."""
+    options = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+    if len(options) != 1:
+        return schema
+    rest = {k: v for k, v in schema.items() if k not in {"anyOf", "default"}}
+    return {**rest, **options[0]}
+
+
 def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
     props = model.model_json_schema(ref_template=_REF)["properties"]
-    return [{"name": name, "in": "query", "required": False, "schema": schema} for name, schema in props.items()]
+    return [
+        {"name": name, "in": "query", "required": False, "schema": _not_null(schema)} for name, schema in props.items()
+    ]
 
 
 def _op(summary: str, responses: dict[str, Any], *, write: bool = False, **extra: Any) -> dict[str, Any]:
@@ -112,7 +123,8 @@ def document() -> dict[str, Any]:
                     "200": {
                         "description": "Events 'state' {id, state, attempt}, 'progress' {id, progress}, "
                         "then 'end' with the final job; ': ping' comments keep the stream open.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        # No schema: the body is a stream of events, not one JSON document.
+                        "content": {"text/event-stream": {}},
                     },
                     "404": not_found,
                 },
@@ -164,7 +176,7 @@ def document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": {**defs.get("$defs", {}), "JsonValue": schemas.JSON_VALUE_SCHEMA},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -4,9 +4,11 @@ Postgres stores timestamps from 4713 BC to 294276 AD and ``infinity``; Python's
 ``datetime`` ends at years 1 and 9999, *in the session's time zone*. A run_at that
 Postgres accepts but Python cannot read back broke every reader of the table, so:
 
-- ``check_run_at``/``check_delay`` refuse, before the write, a run_at outside
-  [RUN_AT_MIN, RUN_AT_MAX) and a delay outside [0, MAX_DELAY] (the CHECK constraint
-  jobs_times_in_range says the same to SQL writers);
+- ``check_run_at``/``check_delay`` refuse, before the write, a run_at whose year (as
+  written, in its own offset) is not 1970 to 9998, and a delay outside [0, MAX_DELAY].
+  The rule is on the written year so that the HTTP API's schema can state it exactly
+  (a pattern); with any offset (under 24 h) such a time lies in [TABLE_MIN, TABLE_MAX),
+  which the CHECK constraint jobs_times_in_range enforces on every time of a job row;
 - ``TotalTimestamptzLoader`` reads a timestamp beyond Python's range (a row written
   before that constraint, or in a far time zone) as ``datetime.max``/``datetime.min``
   in UTC instead of raising: a reader must never fail on a row the table holds.
@@ -22,10 +24,14 @@ import psycopg
 from psycopg.adapt import Buffer, Loader
 from psycopg.pq import Format
 
-RUN_AT_MIN = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-"""Earliest accepted run_at: a time in the past only means "ready now"."""
-RUN_AT_MAX = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
-"""First refused run_at: a year before Python's end, so any session time zone can read it."""
+RUN_AT_FIRST_YEAR = 1970
+"""Earliest accepted year of a run_at: a time in the past only means "ready now"."""
+RUN_AT_LAST_YEAR = 9998
+"""Latest accepted year: a year before Python's end, so any session time zone can read it."""
+TABLE_MIN = dt.datetime(1969, 12, 31, tzinfo=dt.UTC)
+"""The earliest time a job row may hold (CHECK jobs_times_in_range)."""
+TABLE_MAX = dt.datetime(9999, 1, 2, tzinfo=dt.UTC)
+"""The first time a job row may not hold."""
 MAX_DELAY = dt.timedelta(days=100 * 365)
 """Longest accepted delay (about 100 years)."""
 
@@ -39,9 +45,9 @@ def check_run_at(run_at: object) -> dt.datetime:
         raise TypeError(f"run_at must be a datetime, got {run_at!r}")
     if run_at.tzinfo is None or run_at.utcoffset() is None:
         raise ValueError("run_at must be timezone-aware (e.g. datetime.now(timezone.utc)); naive times are ambiguous")
-    if not RUN_AT_MIN <= run_at < RUN_AT_MAX:
+    if not RUN_AT_FIRST_YEAR <= run_at.year <= RUN_AT_LAST_YEAR:
         raise ValueError(
-            f"run_at must be from {RUN_AT_MIN.isoformat()} to before {RUN_AT_MAX.isoformat()}, got {run_at.isoformat()}"
+            f"run_at must be in the years {RUN_AT_FIRST_YEAR} to {RUN_AT_LAST_YEAR}, got {run_at.isoformat()}"
         )
     return run_at
 

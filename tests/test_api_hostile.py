@@ -78,7 +78,7 @@ async def test_nul_in_an_argument_name_or_nested_key_is_refused_before_the_write
     api: httpx.AsyncClient, dsn: str, args: dict[str, Any], mentions: str
 ) -> None:
     async with pgq.App(dsn) as app:
-        with pytest.raises(ValueError, match="NUL|4000 digits") as info:
+        with pytest.raises(ValueError, match=r"NUL|4000 digits") as info:
             await app.enqueue("t", args)
         assert mentions in str(info.value)
     if not any(isinstance(v, int) for v in args.values()):  # JSON parsers refuse such ints themselves

@@ -14,7 +14,7 @@ from alembic import command
 from psycopg import sql
 
 import pgq
-from pgq._times import LATEST, MAX_DELAY, RUN_AT_MAX, RUN_AT_MIN
+from pgq._times import LATEST, MAX_DELAY, TABLE_MAX, TABLE_MIN
 from pgq.migrate import _alembic_config, migrate
 from tests.conftest import pgq_cli
 from tests.helpers import count_rows
@@ -25,19 +25,19 @@ FAR_ZONE = dt.timezone(dt.timedelta(hours=-14))
 OUT_OF_RANGE_RUN_AT = [
     dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=FAR_ZONE),  # year 10000 in UTC: unreadable once written
     dt.datetime(1, 1, 1, tzinfo=dt.UTC),
-    RUN_AT_MAX,
-    RUN_AT_MIN - dt.timedelta(microseconds=1),
+    dt.datetime(9999, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(1970, 1, 1, tzinfo=dt.UTC) - dt.timedelta(microseconds=1),
 ]
 
 
 @pytest.mark.parametrize("run_at", OUT_OF_RANGE_RUN_AT, ids=["year-10K-in-UTC", "year-1", "max", "before-min"])
 async def test_enqueue_refuses_a_run_at_out_of_range_and_writes_nothing(dsn: str, run_at: dt.datetime) -> None:
     async with pgq.App(dsn) as app:
-        with pytest.raises(ValueError, match="run_at must be from 1970-01-01"):
+        with pytest.raises(ValueError, match="run_at must be in the years 1970 to 9998"):
             await app.enqueue("t", run_at=run_at)
-        with pytest.raises(ValueError, match="run_at must be from 1970-01-01"):
+        with pytest.raises(ValueError, match="run_at must be in the years 1970 to 9998"):
             await app.enqueue_many([{"task": "t"}, {"task": "t", "run_at": run_at}])
-        with pytest.raises(ValueError, match="run_at must be from 1970-01-01"):
+        with pytest.raises(ValueError, match="run_at must be in the years 1970 to 9998"):
             app.enqueue_sync("t", run_at=run_at)
     assert count_rows(dsn) == 0
 
@@ -61,10 +61,13 @@ async def test_enqueue_refuses_a_delay_out_of_range_with_a_clear_message(dsn: st
 
 async def test_the_bounds_themselves_are_accepted_and_read_back(dsn: str) -> None:
     async with pgq.App(dsn) as app:
-        late = await app.enqueue("t", run_at=RUN_AT_MAX - dt.timedelta(microseconds=1))
-        early = await app.enqueue("t", run_at=RUN_AT_MIN)
+        # The last and first accepted years, in the offsets that take them furthest out.
+        latest = dt.datetime(9998, 12, 31, 23, 59, 59, tzinfo=dt.timezone(-dt.timedelta(hours=23, minutes=59)))
+        late = await app.enqueue("t", run_at=latest)
+        early = await app.enqueue("t", run_at=dt.datetime(1970, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=23))))
         longest = await app.enqueue("t", delay=MAX_DELAY)
-        assert (await app.get_job(late.id)).run_at == RUN_AT_MAX - dt.timedelta(microseconds=1)
+        assert TABLE_MIN < latest < TABLE_MAX
+        assert (await app.get_job(late.id)).run_at == latest
         assert (await app.get_job(early.id)).state == pgq.JobState.QUEUED
         assert (await app.get_job(longest.id)).state == pgq.JobState.SCHEDULED
         (stats,) = await app.queue_stats()
@@ -75,8 +78,8 @@ async def test_the_bounds_themselves_are_accepted_and_read_back(dsn: str) -> Non
 @pytest.mark.parametrize(
     ("body", "field", "mentions"),
     [
-        ({"run_at": "9999-12-31T23:59:59-14:00"}, "run_at", "run_at must be from 1970-01-01"),
-        ({"run_at": "0001-01-01T00:00:00+14:00"}, "run_at", "run_at must be from 1970-01-01"),
+        ({"run_at": "9999-12-31T23:59:59-14:00"}, "run_at", "run_at must be in the years 1970 to 9998"),
+        ({"run_at": "0001-01-01T00:00:00+14:00"}, "run_at", "run_at must be in the years 1970 to 9998"),
         ({"delay": "NaN"}, "delay", "finite number"),
     ],
 )

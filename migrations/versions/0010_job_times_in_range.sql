@@ -13,22 +13,22 @@ UPDATE pgq.jobs SET
     heartbeat_at = pg_temp.clamp_time(heartbeat_at),
     cancel_requested_at = pg_temp.clamp_time(cancel_requested_at)
 WHERE NOT (
-    run_at >= '1970-01-01 00:00:00+00' AND run_at < '9999-01-01 00:00:00+00'
-    AND created_at >= '1970-01-01 00:00:00+00' AND created_at < '9999-01-01 00:00:00+00'
-    AND coalesce(started_at >= '1970-01-01 00:00:00+00' AND started_at < '9999-01-01 00:00:00+00', true)
-    AND coalesce(finished_at >= '1970-01-01 00:00:00+00' AND finished_at < '9999-01-01 00:00:00+00', true)
-    AND coalesce(heartbeat_at >= '1970-01-01 00:00:00+00' AND heartbeat_at < '9999-01-01 00:00:00+00', true)
-    AND coalesce(cancel_requested_at >= '1970-01-01 00:00:00+00'
-                 AND cancel_requested_at < '9999-01-01 00:00:00+00', true));
+    run_at >= '1969-12-31 00:00:00+00' AND run_at < '9999-01-02 00:00:00+00'
+    AND created_at >= '1969-12-31 00:00:00+00' AND created_at < '9999-01-02 00:00:00+00'
+    AND coalesce(started_at >= '1969-12-31 00:00:00+00' AND started_at < '9999-01-02 00:00:00+00', true)
+    AND coalesce(finished_at >= '1969-12-31 00:00:00+00' AND finished_at < '9999-01-02 00:00:00+00', true)
+    AND coalesce(heartbeat_at >= '1969-12-31 00:00:00+00' AND heartbeat_at < '9999-01-02 00:00:00+00', true)
+    AND coalesce(cancel_requested_at >= '1969-12-31 00:00:00+00'
+                 AND cancel_requested_at < '9999-01-02 00:00:00+00', true));
 
 ALTER TABLE pgq.jobs ADD CONSTRAINT jobs_times_in_range CHECK (
-    run_at >= '1970-01-01 00:00:00+00' AND run_at < '9999-01-01 00:00:00+00'
-    AND created_at >= '1970-01-01 00:00:00+00' AND created_at < '9999-01-01 00:00:00+00'
-    AND coalesce(started_at >= '1970-01-01 00:00:00+00' AND started_at < '9999-01-01 00:00:00+00', true)
-    AND coalesce(finished_at >= '1970-01-01 00:00:00+00' AND finished_at < '9999-01-01 00:00:00+00', true)
-    AND coalesce(heartbeat_at >= '1970-01-01 00:00:00+00' AND heartbeat_at < '9999-01-01 00:00:00+00', true)
-    AND coalesce(cancel_requested_at >= '1970-01-01 00:00:00+00'
-                 AND cancel_requested_at < '9999-01-01 00:00:00+00', true));
+    run_at >= '1969-12-31 00:00:00+00' AND run_at < '9999-01-02 00:00:00+00'
+    AND created_at >= '1969-12-31 00:00:00+00' AND created_at < '9999-01-02 00:00:00+00'
+    AND coalesce(started_at >= '1969-12-31 00:00:00+00' AND started_at < '9999-01-02 00:00:00+00', true)
+    AND coalesce(finished_at >= '1969-12-31 00:00:00+00' AND finished_at < '9999-01-02 00:00:00+00', true)
+    AND coalesce(heartbeat_at >= '1969-12-31 00:00:00+00' AND heartbeat_at < '9999-01-02 00:00:00+00', true)
+    AND coalesce(cancel_requested_at >= '1969-12-31 00:00:00+00'
+                 AND cancel_requested_at < '9999-01-02 00:00:00+00', true));
 
 -- A ready job has waited since it became ready: since its run_at, or since it was
 -- created when run_at was given in the past (a run_at of 1970 is not 56 years of waiting).

@@ -47,13 +47,13 @@ CREATE TABLE pgq.jobs (
     CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object'),
     -- Every time within what Python reads back in any session time zone (pgq/_times.py).
     CONSTRAINT jobs_times_in_range CHECK (
-        run_at >= '1970-01-01 00:00:00+00' AND run_at < '9999-01-01 00:00:00+00'
-        AND created_at >= '1970-01-01 00:00:00+00' AND created_at < '9999-01-01 00:00:00+00'
-        AND coalesce(started_at >= '1970-01-01 00:00:00+00' AND started_at < '9999-01-01 00:00:00+00', true)
-        AND coalesce(finished_at >= '1970-01-01 00:00:00+00' AND finished_at < '9999-01-01 00:00:00+00', true)
-        AND coalesce(heartbeat_at >= '1970-01-01 00:00:00+00' AND heartbeat_at < '9999-01-01 00:00:00+00', true)
-        AND coalesce(cancel_requested_at >= '1970-01-01 00:00:00+00'
-                     AND cancel_requested_at < '9999-01-01 00:00:00+00', true))
+        run_at >= '1969-12-31 00:00:00+00' AND run_at < '9999-01-02 00:00:00+00'
+        AND created_at >= '1969-12-31 00:00:00+00' AND created_at < '9999-01-02 00:00:00+00'
+        AND coalesce(started_at >= '1969-12-31 00:00:00+00' AND started_at < '9999-01-02 00:00:00+00', true)
+        AND coalesce(finished_at >= '1969-12-31 00:00:00+00' AND finished_at < '9999-01-02 00:00:00+00', true)
+        AND coalesce(heartbeat_at >= '1969-12-31 00:00:00+00' AND heartbeat_at < '9999-01-02 00:00:00+00', true)
+        AND coalesce(cancel_requested_at >= '1969-12-31 00:00:00+00'
+                     AND cancel_requested_at < '9999-01-02 00:00:00+00', true))
 )
 -- Every state change writes a new row version: vacuum early and often, and leave room
 -- on each page so that most updates stay HOT.
