@@ -263,7 +263,7 @@ def test_generated_requests_at_every_endpoint_never_answer_500(harness: Harness)
         "UPDATE pgq.jobs SET state = 'succeeded', attempt = 1, finished_at = now(), result = '1' WHERE id = %s",
         [job.id],
     )
-    templates = sorted({r.path for r in harness.routes}) + ["/nowhere/{id}"]
+    templates = [*sorted({r.path for r in harness.routes}), "/nowhere/{id}"]
     paths = st.sampled_from(templates).flatmap(
         lambda t: _PATH_VALUES.map(lambda v: t.replace("{id}", v)) if "{id}" in t else st.just(t)
     )
