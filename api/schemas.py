@@ -96,7 +96,9 @@ class EnqueueRequest(BaseModel):
     max_attempts: Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_integral)] | None = Field(
         default=None, description="Default 5."
     )
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL)] | None = Field(
+    idempotency_key: (
+        Annotated[str, Field(min_length=1, max_length=255, json_schema_extra={"pattern": NO_NUL})] | None
+    ) = Field(
         default=None, description="While a job with this key is not final, the same request returns that job (200)."
     )
 
