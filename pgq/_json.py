@@ -60,8 +60,7 @@ def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth
                 raise TypeError(f"{path} has a key {key!r} of type {type(key).__name__}; JSON keys are strings")
             if "\x00" in key or not utf8_encodable(key):
                 raise ValueError(
-                    f"{path} has a key containing a NUL character (\\u0000) or a lone surrogate, "
-                    "which Postgres jsonb rejects"
+                    f"{path} has a key containing a NUL character or a lone surrogate, which Postgres jsonb rejects"
                 )
             out[key] = check_json(item, f"{path}[{key!r}]", default, _depth + 1)
         return out
