@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api import jobs, openapi, status, watch
+from api import jobs, openapi, queues, status, ui, watch
 from api.auth import Auth
 from api.config import ApiSettings
 from api.errors import EXCEPTION_HANDLERS, catch_unexpected
@@ -38,7 +38,9 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
     config = settings or ApiSettings.from_env()
     auth = Auth(config)
     metrics = Metrics()
-    events = JobEvents(lambda: queue.dsn, on_change=metrics.on_change)
+    events = JobEvents(
+        lambda: queue.listen_dsn, on_change=metrics.on_change, allow_pooler=queue.settings.listen_url is not None
+    )
     document = openapi.document()
 
     async def openapi_json(request: Request) -> Response:
@@ -58,8 +60,10 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
             *jobs.routes(queue, auth, config.max_body_bytes),
             *watch.routes(queue, events, auth),
             *status.routes(queue, auth),
+            *queues.routes(queue, auth),
             *metrics.routes(queue, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            ui.mount(queue, auth),
         ],
         middleware=[Middleware(metrics.middleware), Middleware(catch_unexpected)],
         exception_handlers=EXCEPTION_HANDLERS,

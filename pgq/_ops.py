@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from pgq import _json, _times
 from pgq._queries import QUERIES
-from pgq.errors import JobNotFoundError, JobStateError, PgqError
+from pgq.errors import JobNotFoundError, JobStateError, PgqError, ScheduleNotFoundError
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.monitoring import EXACT_FINAL_COUNT_ROWS, QueueStats, WorkerInfo
 from pgq.schedule import ScheduleState
@@ -378,7 +378,8 @@ def list_queue_limits() -> Op[list[QueueLimits]]:
 
 
 def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[QueueStats]]:
-    """Per-queue statistics without counting the finished rows of a large table."""
+    """Per-queue statistics without counting the finished rows of a large table;
+    a paused queue is listed even when it has no jobs."""
     live = yield QUERIES["queue_live_counts"], {}
     recent = yield QUERIES["queue_finished_recently"], {}
     (size,) = yield QUERIES["queue_table_size_estimate"], {}
@@ -389,7 +390,8 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
         estimated = bool(final)  # never analyzed (no statistics yet): count instead
     if not estimated:
         final = yield QUERIES["queue_final_counts"], {}
-    counts: dict[str, dict[str, int]] = {}
+    paused = {r["queue"]: r["paused_at"] for r in (yield QUERIES["queue_paused_list"], {})}
+    counts: dict[str, dict[str, int]] = {name: QueueStats.empty_counts() for name in paused}
     oldest: dict[str, float | None] = {}
     finished: dict[str, dict[str, int]] = {}
     for row in [*live, *final]:
@@ -407,6 +409,7 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
             oldest_queued_seconds=oldest.get(name),
             finished_last_minute=finished.get(name, {s.value: 0 for s in FINAL_STATES}),
             final_counts_estimated=estimated,
+            paused_at=paused.get(name),
         )
         for name in sorted(counts)
     ]
@@ -428,8 +431,17 @@ def list_schedules() -> Op[list[ScheduleState]]:
     return [ScheduleState(**r) for r in rows]
 
 
-def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:
-    """Drive an operation on a sync connection (the caller's, or one from a pool)."""
+def delete_schedule(name: str) -> Op[None]:
+    rows = yield QUERIES["schedule_delete"], {"name": name}
+    if not rows:
+        raise ScheduleNotFoundError(f"no schedule named {name!r} (`pgq schedules` lists them)")
+
+
+def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
+    """Drive an operation on a sync connection (the caller's, or one from a pool).
+
+    ``prepare=False`` never prepares the statements (psycopg's ``execute(prepare=)``).
+    """
     total = _times.is_total(conn)
     try:
         statement = next(op)
@@ -444,7 +456,7 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:
                         for row in statement.rows:
                             copy.write_row(row)
                 else:
-                    cur.execute(*statement)
+                    cur.execute(*statement, prepare=prepare)
                     if cur.description:
                         rows = cur.fetchall()
             statement = op.send(rows)
@@ -454,7 +466,7 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:
         raise _unique_violation(exc) from None
 
 
-async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
+async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
     """Drive an operation on an async connection."""
     total = _times.is_total(conn)
     try:
@@ -470,7 +482,7 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
                         for row in statement.rows:
                             await copy.write_row(row)
                 else:
-                    await cur.execute(*statement)
+                    await cur.execute(*statement, prepare=prepare)
                     if cur.description:
                         rows = await cur.fetchall()
             statement = op.send(rows)

@@ -12,13 +12,14 @@ from typing import Any, Self, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgq import _db, _ops, _times
+from pgq import _db, _ops, _times, pausing
 from pgq._json import JsonDefault
 from pgq._ops import JobSpec, QueueLimits
 from pgq.embedded import embedded_dsn
 from pgq.errors import ConfigError, UnknownTaskError
 from pgq.job import Job
 from pgq.monitoring import QueueStats, WorkerInfo
+from pgq.pausing import QueuePause
 from pgq.retry import Backoff, as_wait
 from pgq.schedule import Schedule, ScheduleState
 from pgq.settings import Settings
@@ -55,6 +56,8 @@ class App:
         self._dsn = dsn or self.settings.database_url
         if self._dsn is not None:
             _db.validate_dsn(self._dsn)
+        if self.settings.listen_url is not None:
+            _db.validate_dsn(self.settings.listen_url, "PGQ_LISTEN_URL")
         self.json_default = json_default
         self.tasks: dict[str, Task] = {}
         self.schedules: dict[str, Schedule] = {}
@@ -73,6 +76,17 @@ class App:
         if self._dsn is None:
             self._dsn = embedded_dsn(self.settings.data_dir)
         return self._dsn
+
+    @property
+    def listen_dsn(self) -> str:
+        """Where LISTEN connects: PGQ_LISTEN_URL (a direct route past PgBouncer), else the DSN."""
+        return self.settings.listen_url or self.dsn
+
+    @property
+    def _caller_prepare(self) -> bool | None:
+        """On a caller's ``conn=``: PGQ_PREPARED_STATEMENTS=off keeps pgq's statements
+        unprepared; otherwise the connection's own prepare_threshold decides."""
+        return False if self.settings.prepared_statements == "off" else None
 
     @overload
     def task(self, fn: F, /) -> Task: ...
@@ -225,17 +239,13 @@ class App:
             if self._pool is not None:
                 return
             dsn = self.dsn
-            conn = await _db.connect_async(dsn)
-            try:
-                await _db.check_schema_async(conn)
-            finally:
-                await conn.close()
+            prepare = await _db.open_checked_async(dsn, self.settings.prepared_statements)
             pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
                 dsn,
                 min_size=1,
                 max_size=self._pool_max_size,
                 open=False,
-                kwargs={"autocommit": True},
+                kwargs=_db.pool_kwargs(prepare),
                 name="pgq-app",
                 configure=_configure_async,
             )
@@ -262,14 +272,13 @@ class App:
             if self._sync_pool is not None:
                 return
             dsn = self.dsn
-            with _db.connect(dsn) as conn:
-                _db.check_schema(conn)
+            prepare = _db.open_checked(dsn, self.settings.prepared_statements)
             pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 dsn,
                 min_size=1,
                 max_size=self._pool_max_size,
                 open=False,
-                kwargs={"autocommit": True},
+                kwargs=_db.pool_kwargs(prepare),
                 name="pgq-app-sync",
                 configure=_configure,
             )
@@ -295,7 +304,7 @@ class App:
         if conn is not None:
             if not isinstance(conn, psycopg.AsyncConnection):
                 raise TypeError("conn= of an async method must be a psycopg.AsyncConnection; use the _sync method")
-            return await _ops.run_async(conn, op)
+            return await _ops.run_async(conn, op, prepare=self._caller_prepare)
         if self._pool is None or self._pool_loop is not asyncio.get_running_loop():
             await self.open()
         assert self._pool is not None
@@ -306,7 +315,7 @@ class App:
         if conn is not None:
             if not isinstance(conn, psycopg.Connection):
                 raise TypeError("conn= of a _sync method must be a psycopg.Connection; use the async method")
-            return _ops.run_sync(conn, op)
+            return _ops.run_sync(conn, op, prepare=self._caller_prepare)
         if self._sync_pool is None:
             self.open_sync()
         assert self._sync_pool is not None
@@ -320,7 +329,10 @@ class App:
         if task is None and self.tasks:
             # An app that registers tasks is a worker's app: a name it does not know is a typo.
             self.get_task(spec.task)
-        return _ops.insert_params(spec, task.options if task else None, self.json_default)
+        params = _ops.insert_params(spec, task.options if task else None, self.json_default)  # JSON checks first
+        if task is not None:
+            task.check_args(spec.args)
+        return params
 
     async def enqueue(
         self,
@@ -427,6 +439,31 @@ class App:
         period = None if rate_period is None else _ops.seconds(rate_period)
         return self._run_sync(_ops.set_queue_limits(QueueLimits(queue, max_running, rate_limit, period)))
 
+    async def pause_queue(self, queue: str) -> QueuePause:
+        """Stop every worker from claiming jobs of ``queue`` until it is resumed.
+
+        Jobs already running finish. Takes effect for every claim that starts after this
+        returns; pausing a paused queue keeps its first ``paused_at``.
+        """
+        return await self._run(pausing.pause_queue(queue))
+
+    def pause_queue_sync(self, queue: str) -> QueuePause:
+        return self._run_sync(pausing.pause_queue(queue))
+
+    async def resume_queue(self, queue: str) -> QueuePause:
+        """Let workers claim from ``queue`` again, and wake them at once (NOTIFY)."""
+        return await self._run(pausing.resume_queue(queue))
+
+    def resume_queue_sync(self, queue: str) -> QueuePause:
+        return self._run_sync(pausing.resume_queue(queue))
+
+    async def paused_queues(self) -> list[QueuePause]:
+        """The paused queues, by name."""
+        return await self._run(pausing.list_paused_queues())
+
+    def paused_queues_sync(self) -> list[QueuePause]:
+        return self._run_sync(pausing.list_paused_queues())
+
     async def queue_limits(self) -> list[QueueLimits]:
         """Every queue with limits (the rows of pgq.queues)."""
         return await self._run(_ops.list_queue_limits())
@@ -452,6 +489,13 @@ class App:
 
     def list_schedules_sync(self) -> list[ScheduleState]:
         return self._run_sync(_ops.list_schedules())
+
+    async def delete_schedule(self, name: str) -> None:
+        """Remove a schedule from ``pgq.schedules`` (a worker that still declares it writes it again)."""
+        await self._run(_ops.delete_schedule(name))
+
+    def delete_schedule_sync(self, name: str) -> None:
+        self._run_sync(_ops.delete_schedule(name))
 
     def list_jobs_sync(
         self,

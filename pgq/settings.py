@@ -6,16 +6,24 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
 from pgq.errors import ConfigError
 from pgq.task import check_queue_name
 
 _T = TypeVar("_T")
 
+PreparedStatements = Literal["auto", "on", "off"]
+
 
 def default_data_dir() -> Path:
-    """Where the embedded PostgreSQL keeps its data when PGQ_DATA_DIR is not set."""
+    """Where the embedded PostgreSQL keeps its data when PGQ_DATA_DIR is not set.
+
+    Root gets /var/lib/pgq: the server then runs as another user, which must reach the
+    folder without pgq opening root's home to everyone (pgq/embedded.py).
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/pgq/pgdata")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pgq" / "pgdata"
 
@@ -26,6 +34,8 @@ class Settings:
 
     database_url: str | None = None
     """DATABASE_URL: a libpq URL or key=value DSN. Unset: the embedded PostgreSQL."""
+    app: str | None = None
+    """PGQ_APP: MODULE:ATTR of your pgq.App, for every `pgq` command that takes --app."""
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     """PGQ_DATA_DIR: the embedded PostgreSQL's data folder."""
     queues: tuple[str, ...] = ()
@@ -35,7 +45,11 @@ class Settings:
     poll_interval: float = 2.0
     """PGQ_POLL_INTERVAL: seconds between polls when no NOTIFY arrives (the fallback)."""
     listen: bool = True
-    """PGQ_LISTEN: false for PgBouncer transaction pooling, where LISTEN does not work."""
+    """PGQ_LISTEN: false to poll only, when no direct (session) connection can LISTEN."""
+    listen_url: str | None = None
+    """PGQ_LISTEN_URL: a direct connection for LISTEN only, when DATABASE_URL is PgBouncer. Unset: DATABASE_URL."""
+    prepared_statements: PreparedStatements = "auto"
+    """PGQ_PREPARED_STATEMENTS: auto (off through a connection pooler, on otherwise), on, or off."""
     shutdown_timeout: float = 30.0
     """PGQ_SHUTDOWN_TIMEOUT: seconds running jobs get to finish after SIGTERM."""
     heartbeat_interval: float = 5.0
@@ -71,6 +85,8 @@ class Settings:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"PGQ_{name.upper()} must be a positive duration or 'forever', got {value}")
+        if self.prepared_statements not in get_args(PreparedStatements):
+            raise ConfigError(f"PGQ_PREPARED_STATEMENTS must be auto, on or off, got {self.prepared_statements!r}")
         if self.pool_size is not None and not 2 <= self.pool_size <= 1000:
             raise ConfigError(f"PGQ_POOL_SIZE must be between 2 and 1000, got {self.pool_size}")
         for queue in self.queues:
@@ -85,6 +101,8 @@ class Settings:
         fields: dict[str, object] = {}
         if url := env.get("DATABASE_URL", "").strip():
             fields["database_url"] = url
+        if app := env.get("PGQ_APP", "").strip():
+            fields["app"] = app
         if data_dir := env.get("PGQ_DATA_DIR", "").strip():
             fields["data_dir"] = Path(data_dir).expanduser()
         if queues := env.get("PGQ_QUEUES", "").strip():
@@ -103,6 +121,10 @@ class Settings:
                 fields[name] = parse_duration(raw, var)
         if (raw := env.get("PGQ_LISTEN")) is not None:
             fields["listen"] = _parse_bool(raw, "PGQ_LISTEN")
+        if url := env.get("PGQ_LISTEN_URL", "").strip():
+            fields["listen_url"] = url
+        if (raw := env.get("PGQ_PREPARED_STATEMENTS")) is not None:
+            fields["prepared_statements"] = raw.strip().lower()
         return cls(**fields)  # type: ignore[arg-type]
 
 

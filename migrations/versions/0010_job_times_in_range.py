@@ -1,7 +1,7 @@
 """Job timestamps within what Python can read (CHECK jobs_times_in_range); queue age since ready.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from migrations._sql import run_sql_file
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

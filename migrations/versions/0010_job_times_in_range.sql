@@ -34,9 +34,14 @@ ALTER TABLE pgq.jobs ADD CONSTRAINT jobs_times_in_range CHECK (
 -- created when run_at was given in the past (a run_at of 1970 is not 56 years of waiting).
 CREATE OR REPLACE VIEW pgq.queue_stats AS
 SELECT
-    queue,
-    state,
-    count(*) AS jobs,
-    CASE WHEN state = 'queued' THEN now() - min(greatest(run_at, created_at)) END AS oldest_queued_age
-FROM pgq.jobs
-GROUP BY queue, state;
+    s.queue,
+    s.state,
+    s.jobs,
+    s.oldest_queued_age,
+    EXISTS (SELECT 1 FROM pgq.queues AS q WHERE q.queue = s.queue AND q.paused_at IS NOT NULL) AS paused
+FROM (
+    SELECT queue, state, count(*) AS jobs,
+           CASE WHEN state = 'queued' THEN now() - min(greatest(run_at, created_at)) END AS oldest_queued_age
+    FROM pgq.jobs
+    GROUP BY queue, state
+) AS s;

@@ -184,17 +184,13 @@ class Worker:
     async def run(self) -> None:
         """Work until ``stop()`` (or SIGTERM/SIGINT when run in the main thread)."""
         dsn = self.app.dsn
-        conn = await _db.connect_async(dsn)
-        try:
-            await _db.check_schema_async(conn)
-        finally:
-            await conn.close()
+        prepare = await _db.open_checked_async(dsn, self.settings.prepared_statements)
         self._pool = pool = AsyncConnectionPool(
             dsn,
             min_size=1,
             max_size=self.settings.pool_size or min(self.settings.concurrency + 2, 10),
             open=False,
-            kwargs={"autocommit": True, "application_name": "pgq-worker"},
+            kwargs=_db.pool_kwargs(prepare, "pgq-worker"),
             name="pgq-worker",
         )
         await pool.open(wait=True, timeout=30)
@@ -222,7 +218,10 @@ class Worker:
             asyncio.create_task(self.leadership.run()),
         ]
         if self.settings.listen:
-            listener = Listener(dsn, self.queues, self.wake, self.cancel, self.settings.poll_interval)
+            listen_dsn, direct = self.app.listen_dsn, self.settings.listen_url is not None
+            listener = Listener(
+                listen_dsn, self.queues, self.wake, self.cancel, self.settings.poll_interval, allow_pooler=direct
+            )
             background.append(asyncio.create_task(listener.run()))
             mode = "LISTEN/NOTIFY"
         else:
@@ -421,6 +420,7 @@ class Worker:
             "pid": self.pid,
             "queues": self.queues,
             "concurrency": self.settings.concurrency,
+            "schedules": sorted(self.app.schedules),
             "ids": ids,
         }
         async with self._pool.connection() as conn:
