@@ -22,7 +22,7 @@ import pgq
 from api import jobs, live, openapi, queues, status, ui, watch
 from api.auth import Auth
 from api.config import ApiSettings
-from api.errors import EXCEPTION_HANDLERS
+from api.errors import EXCEPTION_HANDLERS, catch_unexpected
 from api.events import JobEvents
 from api.metrics import Metrics
 from api.subscriptions import DEFAULT_BUFFER
@@ -79,7 +79,7 @@ def create_app(
             Route("/openapi.json", openapi_json, methods=["GET"]),
             ui.mount(queue, auth),
         ],
-        middleware=[Middleware(metrics.middleware)],
+        middleware=[Middleware(metrics.middleware), Middleware(catch_unexpected)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

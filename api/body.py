@@ -16,6 +16,7 @@ from api.errors import ApiError
 M = TypeVar("M", bound=BaseModel)
 
 MAX_JOB_ID = 2**63 - 1
+_FIELD_WORDS = ("task", "queue", "priority", "delay", "run_at", "max_attempts", "idempotency_key")
 
 
 def _is_json(content_type: str) -> bool:
@@ -60,6 +61,16 @@ async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
         raise invalid(exc, "body") from None
 
 
+def library_refused(exc: ValueError | TypeError) -> ApiError:
+    """422 for a job the library refused (its message names the field: "argument 'x' ...",
+    "run_at must ..."), in the same shape as a validation error."""
+    message = str(exc)
+    first = message.split(" ", 1)[0]
+    field = "args" if first in {"argument", "arguments", "job"} else first if first in _FIELD_WORDS else "body"
+    fields = [{"field": field, "message": message, "type": "value_error"}]
+    return ApiError(422, f"invalid body: {field}: {message}", details={"fields": fields})
+
+
 def read_query(request: Request, model: type[M]) -> M:
     """Query parameters through ``model``; unknown parameters are rejected."""
     try:
@@ -69,8 +80,9 @@ def read_query(request: Request, model: type[M]) -> M:
 
 
 def job_id(request: Request) -> int:
-    """The {id} path parameter; an id beyond bigint cannot exist (404, not a database error)."""
-    value = int(request.path_params["id"])
-    if value > MAX_JOB_ID:
-        raise ApiError(404, f"no job with id {value}")
-    return value
+    """The {id} path parameter. Anything that is not an id a bigint can hold names no
+    job: 404, decided before int() (which refuses numbers of more than 4300 digits)."""
+    raw: str = request.path_params["id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_JOB_ID)) or int(raw) > MAX_JOB_ID:
+        raise ApiError(404, f"no job with id {raw[:40]!r}" + ("..." if len(raw) > 40 else ""))
+    return int(raw)

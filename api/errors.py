@@ -1,7 +1,7 @@
 """Every error leaves the API as ``{"error": {"code", "message", "details"}}``.
 
-Handlers turn Starlette's routing errors (404, 405), pgq's typed errors and anything
-unexpected into that one shape, so clients have one thing to parse.
+Handlers turn Starlette's routing errors (404, 405) and pgq's typed errors, and
+``catch_unexpected`` anything else, into that one shape, so clients have one thing to parse.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pgq
 
@@ -84,10 +85,30 @@ async def on_database_unavailable(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(503, str(exc)))
 
 
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    """A bug: logged with its traceback, answered without internals."""
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(ApiError(500, "internal server error"))
+def catch_unexpected(app: ASGIApp) -> ASGIApp:
+    """A bug: logged once with its traceback, answered 500 without internals.
+
+    Not an exception handler: Starlette re-raises after calling a handler for
+    ``Exception`` (so the server logs it a second time); this middleware ends it here.
+    """
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await app(scope, receive, tracking)
+        except Exception as exc:
+            log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            if scope["type"] == "http" and not started:
+                await error_response(ApiError(500, "internal server error"))(scope, receive, send)
+
+    return guarded
 
 
 EXCEPTION_HANDLERS = {
@@ -97,5 +118,4 @@ EXCEPTION_HANDLERS = {
     pgq.JobStateError: on_job_state,
     pgq.DatabaseUnavailableError: on_database_unavailable,
     pgq.SchemaNotMigratedError: on_database_unavailable,
-    Exception: on_unexpected,
 }

@@ -23,6 +23,9 @@ from api.auth import Scope as AuthScope
 from api.subscriptions import JobChange
 from pgq.monitoring import QueueStats
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
+"""Request methods kept as label values; any other string is counted as "other"."""
+
 
 class _QueueCollector(Collector):
     """Reports the queue statistics read just before the scrape is rendered."""
@@ -35,7 +38,9 @@ class _QueueCollector(Collector):
             "pgq_queue_jobs", "Jobs per queue and state (final states may be estimated).", labels=["queue", "state"]
         )
         age = GaugeMetricFamily(
-            "pgq_queue_oldest_queued_age_seconds", "How long the oldest ready job has waited.", labels=["queue"]
+            "pgq_queue_oldest_queued_age_seconds",
+            "How long the oldest ready job has waited (no sample while nothing waits).",
+            labels=["queue"],
         )
         recent = GaugeMetricFamily(
             "pgq_queue_finished_last_minute",
@@ -45,7 +50,8 @@ class _QueueCollector(Collector):
         for s in self.stats:
             for state, count in s.counts.items():
                 depth.add_metric([s.queue, state], count)
-            age.add_metric([s.queue], s.oldest_queued_seconds or 0.0)
+            if s.oldest_queued_seconds is not None:  # nothing waiting: no sample, as JSON says null
+                age.add_metric([s.queue], s.oldest_queued_seconds)
             for state, count in s.finished_last_minute.items():
                 recent.add_metric([s.queue, state], count)
         paused = GaugeMetricFamily("pgq_queue_paused", "1 while the queue is paused, else 0.", labels=["queue"])
@@ -99,9 +105,11 @@ class Metrics:
             try:
                 await app(scope, receive, capture)
             finally:
+                # Label values an anonymous caller chooses must come from a bounded set.
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
-                self.latency.labels(scope["method"], template, str(status[0])).observe(time.perf_counter() - started)
+                method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+                self.latency.labels(method, template, str(status[0])).observe(time.perf_counter() - started)
 
         return timed
 

@@ -59,9 +59,20 @@ _NAME = {
 }
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or a string, never null: drop the null alternative."""
+    options = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+    if len(options) != 1:
+        return schema
+    rest = {k: v for k, v in schema.items() if k not in {"anyOf", "default"}}
+    return {**rest, **options[0]}
+
+
 def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
     props = model.model_json_schema(ref_template=_REF)["properties"]
-    return [{"name": name, "in": "query", "required": False, "schema": schema} for name, schema in props.items()]
+    return [
+        {"name": name, "in": "query", "required": False, "schema": _not_null(schema)} for name, schema in props.items()
+    ]
 
 
 def _multi_query(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -244,7 +255,7 @@ def document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": {**defs.get("$defs", {}), "JsonValue": schemas.JSON_VALUE_SCHEMA},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

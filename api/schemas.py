@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from pgq import _times
 from pgq.job import JobState
 from pgq.task import QUEUE_NAME, TASK_NAME
 
-MAX_DELAY_SECONDS = 100 * 365 * 24 * 3600
+MAX_DELAY_SECONDS = _times.MAX_DELAY.total_seconds()
 MAX_WAIT_SECONDS = 300.0
 
 TaskName = Annotated[str, Field(pattern=TASK_NAME.pattern, description="A task name a worker registers.")]
@@ -23,23 +24,81 @@ State = Literal["scheduled", "queued", "running", "retrying", "succeeded", "fail
 assert set(State.__args__) == {s.value for s in JobState}  # type: ignore[attr-defined]
 
 
+def _integral(value: object) -> object:
+    """JSON Schema's integer includes 3.0; the body is otherwise strict (no "3")."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+NO_NUL = r"^[^\u0000]*$"
+"""Postgres text and jsonb cannot hold NUL: said in the schema, refused by the library."""
+_TEXT = {"type": "string", "pattern": NO_NUL}
+_JSON_VALUE_REF = {"$ref": "#/components/schemas/JsonValue"}
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "Any JSON value pgq can store: no NUL in any string.",
+    "anyOf": [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "number"},
+        _TEXT,
+        {"type": "array", "items": _JSON_VALUE_REF},
+        {"type": "object", "propertyNames": _TEXT, "additionalProperties": _JSON_VALUE_REF},
+    ],
+}
+ARGS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": {"type": "string", "minLength": 1, "pattern": NO_NUL},
+    "additionalProperties": _JSON_VALUE_REF,
+}
+RUN_AT_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+"""The accepted years, 1970 to 9998, as the start of an ISO 8601 string."""
+
+
 class EnqueueRequest(BaseModel):
     """POST /jobs: what ``app.enqueue`` takes. Unknown fields are rejected."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        # delay and run_at are alternatives: both given (not null) is refused.
+        json_schema_extra={
+            "not": {
+                "required": ["delay", "run_at"],
+                "properties": {"delay": {"type": "number"}, "run_at": {"type": "string"}},
+            }
+        },
+    )
 
     task: TaskName
-    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the task (a JSON object).")
+    args: Annotated[dict[str, Any], WithJsonSchema(ARGS_SCHEMA)] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the task: a JSON object with non-empty names; no string (name or "
+        "value) may contain NUL (\\u0000), nesting is at most 100 levels, integers at most 4000 digits.",
+    )
     queue: QueueName | None = Field(default=None, description="Default: 'default'.")
-    priority: Annotated[int, Field(ge=-32768, le=32767)] | None = Field(
+    priority: Annotated[int, Field(ge=-32768, le=32767), BeforeValidator(_integral)] | None = Field(
         default=None, description="Lower runs first. Default 0."
     )
-    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)] | None = Field(
+    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS, allow_inf_nan=False)] | None = Field(
         default=None, description="Seconds from now before the job may run. Not with run_at."
     )
-    run_at: AwareDatetime | None = Field(default=None, description="When the job may run (with a UTC offset).")
-    max_attempts: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(default=None, description="Default 5.")
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
+    run_at: (
+        Annotated[
+            AwareDatetime, AfterValidator(_times.check_run_at), Field(json_schema_extra={"pattern": RUN_AT_PATTERN})
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description=f"When the job may run: ISO 8601 with a UTC offset, in the years {_times.RUN_AT_FIRST_YEAR} "
+        f"to {_times.RUN_AT_LAST_YEAR} (as written). Not with delay.",
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_integral)] | None = Field(
+        default=None, description="Default 5."
+    )
+    idempotency_key: (
+        Annotated[str, Field(min_length=1, max_length=255, json_schema_extra={"pattern": NO_NUL})] | None
+    ) = Field(
         default=None, description="While a job with this key is not final, the same request returns that job (200)."
     )
 
@@ -53,7 +112,9 @@ class ListQuery(BaseModel):
     state: State | None = None
     task: TaskName | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
-    cursor: Annotated[str, Field(max_length=100)] | None = None
+    cursor: (
+        Annotated[str, Field(pattern=r"^[0-9]{1,19}$", description="The next_cursor of the previous page.")] | None
+    ) = None
 
 
 class WaitQuery(BaseModel):
@@ -61,7 +122,7 @@ class WaitQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] = 30.0
+    timeout: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 30.0
 
 
 class JobOut(BaseModel):

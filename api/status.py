@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import psycopg
+from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -11,26 +15,50 @@ import pgq
 from api.auth import Auth, Scope
 from pgq import _db
 
+log = logging.getLogger("pgq.api")
+
+
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+class HealthProbe:
+    """One database probe at a time, shared by every request that arrives meanwhile.
+
+    Health is open to anyone, so a burst must cost one pooled query, not a connection
+    per request; and its answer must not carry the DSN or the driver's text (logged).
+    """
+
+    def __init__(self, queue: pgq.App) -> None:
+        self._queue = queue
+        self._running: asyncio.Future[tuple[int, dict[str, str]]] | None = None
+
+    async def check(self) -> tuple[int, dict[str, str]]:
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(self._probe())
+        return await asyncio.shield(self._running)
+
+    async def _probe(self) -> tuple[int, dict[str, str]]:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await self._queue.check_database()
+        except pgq.SchemaNotMigratedError as exc:
+            return 503, {"status": "unavailable", "schema": str(exc)}
+        except (pgq.DatabaseUnavailableError, psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
+            log.warning("health: the database is unavailable: %s", exc or type(exc).__name__)
+            return 503, {"status": "unavailable", "database": "the database does not answer (see the API's log)"}
+        return 200, {"status": "ok", "schema_revision": _db.SCHEMA_HEAD}
+
 
 def routes(queue: pgq.App, auth: Auth) -> list[Route]:
+    probe = HealthProbe(queue)
+
     async def health(request: Request) -> Response:
         """200 when the database answers at the schema revision this pgq needs; 503 otherwise.
 
         Open without a token: load balancers and orchestrators probe it.
         """
-        try:
-            conn = await _db.connect_async(queue.dsn)
-        except pgq.DatabaseUnavailableError as exc:
-            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        try:
-            await _db.check_schema_async(conn)
-        except pgq.SchemaNotMigratedError as exc:
-            return JSONResponse({"status": "unavailable", "schema": str(exc)}, status_code=503)
-        except psycopg.Error as exc:
-            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-        finally:
-            await conn.close()
-        return JSONResponse({"status": "ok", "schema_revision": _db.SCHEMA_HEAD})
+        status, body = await probe.check()
+        return JSONResponse(body, status_code=status)
 
     @auth.require(Scope.READ)
     async def queues(request: Request) -> Response:

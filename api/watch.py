@@ -165,6 +165,9 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth, *, stall_seconds: floa
             job = await queue.get_job(jid)
             while not job.is_final and not events.closing.is_set() and not gone.is_set():
                 if not await changes.next(deadline - loop.time()):
+                    # Timeout (or shutdown): the job as it is now. Not every change is
+                    # announced (a cancel request on a running job keeps its state).
+                    job = await queue.get_job(jid)
                     break
                 job = await queue.get_job(jid)
         return JSONResponse(job.to_dict())
@@ -178,6 +181,6 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth, *, stall_seconds: floa
         return EventStream(lambda: events.subscribe(jid), _job_stream(queue, jid), events.closing, stall_seconds)
 
     return [
-        Route("/jobs/{id:int}/wait", wait_job, methods=["GET"]),
-        Route("/jobs/{id:int}/events", job_events, methods=["GET"]),
+        Route("/jobs/{id}/wait", wait_job, methods=["GET"]),
+        Route("/jobs/{id}/events", job_events, methods=["GET"]),
     ]

@@ -114,7 +114,7 @@ def open_checked(dsn: str, mode: PreparedStatements) -> bool:
         return prepares(mode, mode == "auto" and is_pooled(conn))
 
 
-def _version_error(version: str | None) -> SchemaNotMigratedError | None:
+def version_error(version: str | None) -> SchemaNotMigratedError | None:
     if version is None:
         return SchemaNotMigratedError("the database has no pgq schema: run `pgq migrate` first")
     if version != SCHEMA_HEAD:
@@ -136,7 +136,7 @@ def schema_version(conn: psycopg.Connection[tuple[object, ...]]) -> str | None:
 
 def check_schema(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Raise SchemaNotMigratedError unless the database is at SCHEMA_HEAD."""
-    if error := _version_error(schema_version(conn)):
+    if error := version_error(schema_version(conn)):
         raise error
 
 
@@ -146,5 +146,5 @@ async def check_schema_async(conn: psycopg.AsyncConnection[tuple[object, ...]]) 
     except psycopg.errors.UndefinedTable:
         await conn.rollback()
         row = None
-    if error := _version_error(str(row[0]) if row else None):
+    if error := version_error(str(row[0]) if row else None):
         raise error

@@ -17,6 +17,10 @@ JsonDefault = Callable[[Any], Any]
 """Turns a value JSON does not know (a datetime, a Decimal) into one it does."""
 
 _MAX_DEPTH = 100
+_MAX_INT_DIGITS = 4000
+_INT_BOUND = 10**_MAX_INT_DIGITS
+"""Python refuses to turn an int of more than 4300 digits into text (or back), so a
+larger one could be written as jsonb but never read: refuse it at the door."""
 
 
 def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth: int = 0) -> Any:
@@ -27,13 +31,17 @@ def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth
     returns is checked in turn.
     """
     kind = type(value)
-    if kind is int or kind is bool or value is None:  # the common cases first, by exact type
+    if (kind is int and -_INT_BOUND < value < _INT_BOUND) or kind is bool or value is None:  # common cases first
         return value
     if kind is str and "\x00" not in value and utf8_encodable(value):
         return value
     if _depth > _MAX_DEPTH:
         raise ValueError(f"{path} is nested deeper than {_MAX_DEPTH} levels")
-    if isinstance(value, bool | int):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -_INT_BOUND < value < _INT_BOUND:
+            raise ValueError(f"{path} is an integer of more than {_MAX_INT_DIGITS} digits, which pgq cannot read back")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -51,7 +59,9 @@ def check_json(value: Any, path: str, default: JsonDefault | None = None, _depth
             if not isinstance(key, str):
                 raise TypeError(f"{path} has a key {key!r} of type {type(key).__name__}; JSON keys are strings")
             if "\x00" in key or not utf8_encodable(key):
-                raise ValueError(f"{path} has a key containing a NUL character or a lone surrogate")
+                raise ValueError(
+                    f"{path} has a key containing a NUL character or a lone surrogate, which Postgres jsonb rejects"
+                )
             out[key] = check_json(item, f"{path}[{key!r}]", default, _depth + 1)
         return out
     if isinstance(value, list | tuple):
@@ -85,6 +95,11 @@ def check_args(args: Mapping[str, Any], default: JsonDefault | None = None) -> d
     for name, value in args.items():
         if not isinstance(name, str) or not name:
             raise TypeError(f"argument names must be non-empty strings, got {name!r}")
+        if "\x00" in name or not utf8_encodable(name):
+            raise ValueError(
+                f"argument name {name!r} contains a NUL character (\\u0000) or a lone surrogate, "
+                "which Postgres jsonb rejects"
+            )
         out[name] = check_json(value, f"argument {name!r}", default)
     return out
 

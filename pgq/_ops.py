@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgq import _json
+from pgq import _json, _times
 from pgq._queries import QUERIES
 from pgq.errors import JobNotFoundError, JobStateError, PgqError, ScheduleNotFoundError
 from pgq.job import FINAL_STATES, Job, JobState
@@ -58,15 +58,8 @@ class JobSpec:
 
 
 def seconds(delay: float | dt.timedelta) -> dt.timedelta:
-    if isinstance(delay, dt.timedelta):
-        td = delay
-    elif isinstance(delay, int | float) and not isinstance(delay, bool):
-        td = dt.timedelta(seconds=delay)
-    else:
-        raise TypeError(f"delay must be seconds (a number) or a timedelta, got {delay!r}")
-    if td < dt.timedelta(0):
-        raise ValueError(f"delay must not be negative, got {delay!r}")
-    return td
+    """A delay as a timedelta (0 to about 100 years); TypeError/ValueError otherwise."""
+    return _times.check_delay(delay)
 
 
 _UNKNOWN_TASK = TaskOptions()
@@ -75,7 +68,8 @@ _UNKNOWN_TASK = TaskOptions()
 
 def _whole(name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+        shown = "a larger integer" if isinstance(value, int) and value.bit_length() > 64 else repr(value)
+        raise ValueError(f"{name} must be an integer between {low} and {high}, got {shown}")
     return value
 
 
@@ -97,12 +91,7 @@ def insert_params(
     if spec.run_at is not None and spec.delay is not None:
         raise ValueError("give either run_at or delay, not both")
     if spec.run_at is not None:
-        if not isinstance(spec.run_at, dt.datetime):
-            raise TypeError(f"run_at must be a datetime, got {spec.run_at!r}")
-        if spec.run_at.tzinfo is None or spec.run_at.utcoffset() is None:
-            raise ValueError(
-                "run_at must be timezone-aware (e.g. datetime.now(timezone.utc)); naive times are ambiguous"
-            )
+        _times.check_run_at(spec.run_at)
     key = spec.idempotency_key
     if key is not None and (
         not isinstance(key, str) or not 1 <= len(key) <= 255 or "\x00" in key or not _json.utf8_encodable(key)
@@ -271,7 +260,20 @@ def _enqueue_many_insert(all_params: Sequence[dict[str, Any]]) -> Op[list[Job]]:
     return result
 
 
+MAX_JOB_ID = 2**63 - 1
+"""Ids are bigint: a larger one names no job."""
+
+
+def _check_id(job_id: int) -> None:
+    """An id no bigint can hold names no job (and must not reach the database)."""
+    if isinstance(job_id, bool) or not isinstance(job_id, int):
+        raise TypeError(f"a job id is an integer, got {job_id!r}")
+    if not 1 <= job_id <= MAX_JOB_ID:
+        raise JobNotFoundError(f"no job with id {job_id}" if job_id.bit_length() < 64 else "no job with this id")
+
+
 def get_job(job_id: int) -> Op[Job]:
+    _check_id(job_id)
     rows = yield QUERIES["job_get"], {"id": job_id}
     if not rows:
         raise JobNotFoundError(f"no job with id {job_id}")
@@ -279,6 +281,7 @@ def get_job(job_id: int) -> Op[Job]:
 
 
 def cancel(job_id: int) -> Op[Job]:
+    _check_id(job_id)
     rows = yield QUERIES["job_cancel"], {"id": job_id}
     if rows:
         return Job(**rows[0])
@@ -287,12 +290,11 @@ def cancel(job_id: int) -> Op[Job]:
         del rows[0]["notified"]
         return Job(**rows[0])
     job = yield from get_job(job_id)
-    if job.state == JobState.CANCELLED:
-        return job
     raise JobStateError(f"job {job_id} is {job.state.value} and cannot be cancelled", state=job.state.value)
 
 
 def retry(job_id: int) -> Op[Job]:
+    _check_id(job_id)
     rows = yield QUERIES["job_retry"], {"id": job_id}
     if rows:
         job = Job(**rows[0])
@@ -314,6 +316,12 @@ def list_jobs(
 ) -> Op[list[Job]]:
     if state is not None and state not in {s.value for s in JobState}:
         raise ValueError(f"unknown state {state!r}; states are: {', '.join(s.value for s in JobState)}")
+    if queue is not None:
+        check_queue_name(queue)
+    if task is not None:
+        check_task_name(task)
+    if before_id is not None:
+        _whole("before_id", before_id, 0, MAX_JOB_ID)
     _whole("limit", limit, 1, 10_000)
     rows = yield (
         QUERIES["job_list"],
@@ -407,6 +415,12 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
     ]
 
 
+def schema_revision() -> Op[str | None]:
+    """The database's pgq schema revision (None: never migrated)."""
+    rows = yield QUERIES["schema_version_get"], {}
+    return str(rows[0]["version_num"]) if rows else None
+
+
 def list_workers() -> Op[list[WorkerInfo]]:
     rows = yield QUERIES["worker_list"], {}
     return [WorkerInfo(**r) for r in rows]
@@ -428,11 +442,14 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None =
 
     ``prepare=False`` never prepares the statements (psycopg's ``execute(prepare=)``).
     """
+    total = _times.is_total(conn)
     try:
         statement = next(op)
         while True:
             rows: list[Row] = []
             with conn.cursor(row_factory=dict_row) as cur:
+                if not total:
+                    _times.make_total(cur)
                 if isinstance(statement, Copy):
                     with cur.copy(statement.query) as copy:
                         copy.set_types(statement.types)
@@ -451,11 +468,14 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None =
 
 async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
     """Drive an operation on an async connection."""
+    total = _times.is_total(conn)
     try:
         statement = next(op)
         while True:
             rows: list[Row] = []
             async with conn.cursor(row_factory=dict_row) as cur:
+                if not total:
+                    _times.make_total(cur)
                 if isinstance(statement, Copy):
                     async with cur.copy(statement.query) as copy:
                         copy.set_types(statement.types)

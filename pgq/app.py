@@ -12,7 +12,7 @@ from typing import Any, Self, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgq import _db, _ops, pausing
+from pgq import _db, _ops, _times, pausing
 from pgq._json import JsonDefault
 from pgq._ops import JobSpec, QueueLimits
 from pgq.embedded import embedded_dsn
@@ -27,6 +27,14 @@ from pgq.task import Task, TaskOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+
+async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    _times.make_total(conn)  # every reader reads every row (see pgq/_times.py)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    _times.make_total(conn)
 
 
 class App:
@@ -239,6 +247,7 @@ class App:
                 open=False,
                 kwargs=_db.pool_kwargs(prepare),
                 name="pgq-app",
+                configure=_configure_async,
             )
             await pool.open(wait=True, timeout=30)
             self._pool = pool
@@ -271,6 +280,7 @@ class App:
                 open=False,
                 kwargs=_db.pool_kwargs(prepare),
                 name="pgq-app-sync",
+                configure=_configure,
             )
             pool.open(wait=True, timeout=30)
             self._sync_pool = pool
@@ -504,6 +514,13 @@ class App:
 
     def queue_stats_sync(self) -> list[QueueStats]:
         return self._run_sync(_ops.queue_stats())
+
+    async def check_database(self) -> None:
+        """Raise unless the database answers, through the pool, at the schema revision
+        this pgq needs (DatabaseUnavailableError, SchemaNotMigratedError). For health
+        probes: it costs one query on a pooled connection, never a new connection."""
+        if error := _db.version_error(await self._run(_ops.schema_revision())):
+            raise error
 
     async def list_workers(self) -> list[WorkerInfo]:
         """The worker processes registered in pgq.workers, with their last heartbeat."""

@@ -41,10 +41,16 @@ async def test_health_is_503_before_migration(empty_dsn: str) -> None:
     assert "pgq migrate" in response.json()["schema"]
 
 
-async def test_health_is_503_when_the_database_is_unreachable() -> None:
-    response = await _get_health("postgresql://nobody@127.0.0.1:1/nothing")
+async def test_health_is_503_when_the_database_is_unreachable_and_keeps_the_details_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    response = await _get_health("postgresql://nobody:secret@127.0.0.1:1/nothing")
     assert response.status_code == 503
-    assert "cannot connect" in response.json()["database"]
+    assert response.json() == {"status": "unavailable", "database": "the database does not answer (see the API's log)"}
+    for detail in ("nobody", "secret", "127.0.0.1", "nothing", "refused"):
+        assert detail not in response.text
+    logged = [r.getMessage() for r in caplog.records if r.name == "pgq.api" and "health" in r.getMessage()]
+    assert len(logged) == 1 and "127.0.0.1" in logged[0] and "secret" not in logged[0]
 
 
 # -- POST /jobs ---------------------------------------------------------------------------
@@ -256,7 +262,10 @@ async def test_queues_count_by_state_with_oldest_age_and_recent_finishes(api: ht
     for body in [{"task": "x"}, {"task": "x"}, {"task": "x", "delay": 60}, {"task": "y", "queue": "other"}]:
         await api.post("/jobs", json=body)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE pgq.jobs SET run_at = now() - interval '90 seconds' WHERE state = 'queued'")
+        conn.execute(
+            "UPDATE pgq.jobs SET run_at = now() - interval '90 seconds', created_at = now() - interval '90 seconds' "
+            "WHERE state = 'queued'"
+        )
         conn.execute("UPDATE pgq.jobs SET state = 'cancelled', finished_at = now() WHERE queue = 'other'")
     response = await api.get("/queues")
     assert response.status_code == 200

@@ -265,6 +265,8 @@ async def test_the_metrics_the_readme_names_are_served(api: httpx.AsyncClient, d
     worker_app = example_worker_app(dsn)
     async with worker_app, running_worker(worker_app):
         await wait_final(worker_app, [job["id"]])
+    # A job left waiting: the age metric has no sample for a queue with nothing waiting.
+    await api.post("/jobs", json={"task": "make_thumbnail", "queue": "waiting"})
     served = ""
     for _ in range(200):  # the API's listener counts the finished job as soon as its NOTIFY arrives
         served = (await api.get("/metrics")).text

@@ -227,7 +227,8 @@ async def test_cancel_a_queued_job_and_retry_it(dsn: str) -> None:
         job = await app.enqueue("add", {"a": 1, "b": 2})
         cancelled = await app.cancel(job.id)
         assert cancelled.state == pgq.JobState.CANCELLED and cancelled.finished_at is not None
-        assert (await app.cancel(job.id)).state == pgq.JobState.CANCELLED  # idempotent
+        with pytest.raises(pgq.JobStateError, match="is cancelled and cannot be cancelled"):
+            await app.cancel(job.id)  # already final: 409 in the HTTP API, as the README says
         again = await app.retry(job.id)
         assert again.state == pgq.JobState.QUEUED and again.finished_at is None
         with pytest.raises(pgq.JobStateError, match="only failed or cancelled"):

@@ -87,14 +87,18 @@ def test_claim_uses_the_partial_index_with_100k_future_jobs_ahead_in_priority(co
 
 def test_queue_stats_counts_per_queue_and_state_with_oldest_queued_age(conn: Conn) -> None:
     conn.execute(
-        "INSERT INTO pgq.jobs (task, queue, run_at) VALUES ('t', 'a', now() - interval '1 hour'), ('t', 'a', now())"
+        "INSERT INTO pgq.jobs (task, queue, run_at, created_at) "
+        "VALUES ('t', 'a', now() - interval '1 hour', now() - interval '2 hours'), ('t', 'a', now(), now())"
     )
     conn.execute("INSERT INTO pgq.jobs (task, queue, state, finished_at) VALUES ('t', 'b', 'cancelled', now())")
+    # Ready since it was created: a run_at given in the past is not time spent waiting.
+    conn.execute("INSERT INTO pgq.jobs (task, queue, run_at) VALUES ('t', 'c', '1970-01-01 00:00+00')")
     rows = conn.execute(
         "SELECT queue, state, jobs, extract(epoch FROM oldest_queued_age)::int FROM pgq.queue_stats ORDER BY 1, 2"
     ).fetchall()
     assert rows[0][:3] == ("a", "queued", 2) and 3590 < rows[0][3] < 3700
     assert rows[1] == ("b", "cancelled", 1, None)
+    assert rows[2][:3] == ("c", "queued", 1) and 0 <= rows[2][3] < 60
 
 
 def test_table_is_tuned_for_a_high_churn_queue(conn: Conn) -> None:

@@ -359,17 +359,18 @@ WHERE q.paused_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pgq.jobs AS j WHERE 
 ORDER BY 1, 2;
 
 -- name: queue_live_counts
--- Per queue and non-final state: jobs, and how long the oldest ready job has waited.
+-- Per queue and non-final state: jobs, and how long the oldest ready job has waited
+-- (since it became ready: run_at, or created_at when run_at was given in the past).
 -- Each branch matches one partial index, so the cost follows the backlog, not the
 -- millions of finished rows.
 SELECT queue, state, count(*) AS jobs,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued'))::float8 AS oldest_queued_seconds
+       extract(epoch FROM now() - min(ready_at) FILTER (WHERE state = 'queued'))::float8 AS oldest_queued_seconds
 FROM (
-    SELECT queue, state, run_at FROM pgq.jobs WHERE state = 'queued'
+    SELECT queue, state, greatest(run_at, created_at) AS ready_at FROM pgq.jobs WHERE state = 'queued'
     UNION ALL
-    SELECT queue, state, run_at FROM pgq.jobs WHERE state IN ('scheduled', 'retrying')
+    SELECT queue, state, NULL FROM pgq.jobs WHERE state IN ('scheduled', 'retrying')
     UNION ALL
-    SELECT queue, state, run_at FROM pgq.jobs WHERE state = 'running'
+    SELECT queue, state, NULL FROM pgq.jobs WHERE state = 'running'
 ) AS live
 GROUP BY queue, state;
 

@@ -44,7 +44,16 @@ CREATE TABLE pgq.jobs (
     CONSTRAINT jobs_result_only_when_succeeded CHECK (result IS NULL OR state = 'succeeded'),
     CONSTRAINT jobs_idempotency_key_valid CHECK (
         idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
-    CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object')
+    CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object'),
+    -- Every time within what Python reads back in any session time zone (pgq/_times.py).
+    CONSTRAINT jobs_times_in_range CHECK (
+        run_at >= '1969-12-31 00:00:00+00' AND run_at < '9999-01-02 00:00:00+00'
+        AND created_at >= '1969-12-31 00:00:00+00' AND created_at < '9999-01-02 00:00:00+00'
+        AND coalesce(started_at >= '1969-12-31 00:00:00+00' AND started_at < '9999-01-02 00:00:00+00', true)
+        AND coalesce(finished_at >= '1969-12-31 00:00:00+00' AND finished_at < '9999-01-02 00:00:00+00', true)
+        AND coalesce(heartbeat_at >= '1969-12-31 00:00:00+00' AND heartbeat_at < '9999-01-02 00:00:00+00', true)
+        AND coalesce(cancel_requested_at >= '1969-12-31 00:00:00+00'
+                     AND cancel_requested_at < '9999-01-02 00:00:00+00', true))
 )
 -- Every state change writes a new row version: vacuum early and often, and leave room
 -- on each page so that most updates stay HOT.
@@ -157,7 +166,8 @@ CREATE TABLE pgq.queues (
 COMMENT ON TABLE pgq.queues IS 'Per-queue limits: at most max_running jobs running, at most rate_limit starts per rate_period. Change at runtime.';
 COMMENT ON COLUMN pgq.queues.paused_at IS 'When the queue was paused (NULL: not paused); workers claim nothing from a paused queue.';
 
--- Per queue and state: how many jobs, how long the oldest ready one has waited, and
+-- Per queue and state: how many jobs, how long the oldest ready one has waited (since
+-- it became ready: its run_at, or its creation when run_at was in the past), and
 -- whether the queue is paused.
 CREATE VIEW pgq.queue_stats AS
 SELECT
@@ -167,7 +177,8 @@ SELECT
     s.oldest_queued_age,
     EXISTS (SELECT 1 FROM pgq.queues AS q WHERE q.queue = s.queue AND q.paused_at IS NOT NULL) AS paused
 FROM (
-    SELECT queue, state, count(*) AS jobs, CASE WHEN state = 'queued' THEN now() - min(run_at) END AS oldest_queued_age
+    SELECT queue, state, count(*) AS jobs,
+           CASE WHEN state = 'queued' THEN now() - min(greatest(run_at, created_at)) END AS oldest_queued_age
     FROM pgq.jobs
     GROUP BY queue, state
 ) AS s;
