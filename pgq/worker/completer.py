@@ -37,7 +37,8 @@ WRITE_RETRY_SECONDS = 300.0
 """How long a batch keeps being retried through an outage before its jobs are left to the rescuer."""
 
 
-_Pending = tuple[Job, Outcome]
+Progress = tuple[float, str | None]
+_Pending = tuple[Job, Outcome, Progress | None]
 
 
 def _kind(outcome: Outcome) -> str:
@@ -86,10 +87,11 @@ class Completer:
         """Outcomes waiting for the writer (the worker claims nothing while this is a full batch)."""
         return len(self._queue)
 
-    def submit(self, job: Job, outcome: Outcome) -> None:
-        """Queue an outcome. ``on_recorded(job, outcome, accepted)`` follows once it is
-        written (accepted False: rejected as late); ``on_lost`` if the writes gave up."""
-        self._queue.append((job, outcome))
+    def submit(self, job: Job, outcome: Outcome, progress: Progress | None = None) -> None:
+        """Queue an outcome, with the task's latest progress report if it is not written
+        yet. ``on_recorded(job, outcome, accepted)`` follows once it is written
+        (accepted False: rejected as late); ``on_lost`` if the writes gave up."""
+        self._queue.append((job, outcome, progress))
         self._ready.set()
 
     async def run(self) -> None:
@@ -106,7 +108,7 @@ class Completer:
 
     def unwritten(self) -> list[int]:
         """Ids of jobs whose outcome is still queued."""
-        return [job.id for job, _ in self._queue]
+        return [job.id for job, _, _ in self._queue]
 
     async def flush(self) -> None:
         """Write everything queued now, a batch at a time."""
@@ -124,21 +126,23 @@ class Completer:
                 for item in batch:
                     await self._write_batch([item])
                 return
-            for job, _ in batch:
+            for job, _, _ in batch:
                 self._on_lost(job, exc)
             return
-        for job, outcome in batch:
+        for job, outcome, _ in batch:
             self._on_recorded(job, outcome, job.id in accepted)
 
     async def _write(self, batch: list[_Pending]) -> set[int]:
         params = {
             "worker_id": self.worker_id,
-            "ids": [job.id for job, _ in batch],
-            "attempts": [job.attempt for job, _ in batch],
-            "kinds": [_kind(outcome) for _, outcome in batch],
-            "results": [_json.dumps(outcome.result) if outcome.succeeded else None for _, outcome in batch],
-            "errors": [None if outcome.error is None else _json.dumps(outcome.error) for _, outcome in batch],
-            "retry_in": [outcome.retry_in for _, outcome in batch],
+            "ids": [job.id for job, _, _ in batch],
+            "attempts": [job.attempt for job, _, _ in batch],
+            "kinds": [_kind(outcome) for _, outcome, _ in batch],
+            "results": [_json.dumps(outcome.result) if outcome.succeeded else None for _, outcome, _ in batch],
+            "errors": [None if outcome.error is None else _json.dumps(outcome.error) for _, outcome, _ in batch],
+            "retry_in": [outcome.retry_in for _, outcome, _ in batch],
+            "percents": [None if progress is None else progress[0] for _, _, progress in batch],
+            "messages": [None if progress is None else progress[1] for _, _, progress in batch],
         }
         async for attempt in self._retrying.copy():
             with attempt:

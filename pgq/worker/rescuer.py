@@ -7,6 +7,12 @@ job that kills every worker it touches still ends `failed`), to `failed` when it
 the last attempt, or to `cancelled` when a cancel was waiting. A rescued attempt
 that turns out to be alive can no longer record anything: completion writes are
 guarded by (id, attempt, worker, state running).
+
+After an outage the dead may only be slow: every worker's heartbeat is late, and its
+queued outcomes are still being retried. So once the database is back, the rescuer
+waits until this process has reached it for a full rescue lease on end (``Outage``)
+before it judges anyone: by then every worker that is back as well has heartbeated
+(at least twice per lease) and its jobs are no longer stale.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from pgq._queries import QUERIES
+from pgq.worker.outage import Outage
 
 log = logging.getLogger("pgq.rescuer")
 
@@ -31,15 +38,37 @@ class RescueReport:
     jobs: list[tuple[int, str]]
     """(job id, the state it was moved to), in id order."""
     dead_workers: list[str]
+    held_back: float = 0.0
+    """Seconds until the rescuer judges again after an outage (0: it judged now)."""
 
 
 class Rescuer:
-    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], rescue_after: float) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        rescue_after: float,
+        outage: Outage | None = None,
+    ) -> None:
         self.pool = pool
+        self.rescue_after = rescue_after
         self.lease = dt.timedelta(seconds=rescue_after)
+        self.outage = outage
+        self._said_held = False
 
     async def run_once(self) -> RescueReport:
-        """Rescue every stale job (in batches of 500) and remove dead workers' rows."""
+        """Rescue every stale job (in batches of 500) and remove dead workers' rows,
+        unless the database came back less than a rescue lease ago."""
+        if self.outage is not None and (wait := self.outage.settled_in(self.rescue_after)) > 0:
+            if not self._said_held:
+                self._said_held = True
+                log.warning(
+                    "rescue held back for %.1f s: the database was unreachable, so every worker's heartbeat "
+                    "is late; live workers get a full rescue lease (%s s) to check in",
+                    wait,
+                    self.rescue_after,
+                )
+            return RescueReport(jobs=[], dead_workers=[], held_back=wait)
+        self._said_held = False
         rescued: list[tuple[int, str]] = []
         async with self.pool.connection() as conn:
             while True:
