@@ -42,6 +42,10 @@ def describe(exc: BaseException) -> str:
     """``Type: first line of the message`` of the real cause."""
     cause = real_cause(exc)
     text = (str(cause).strip().splitlines() or [""])[0]
+    if "pipeline mode while busy" in text:
+        # libpq noticed nothing yet: the connection died between the pipeline's last
+        # result and its end (a killed backend, a dropped link), not a refused statement.
+        text = f"the connection broke inside a pipeline ({text})"
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
