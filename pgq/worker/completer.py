@@ -14,6 +14,7 @@ rescue, never in a silently dropped result.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,8 @@ from pgq import _json
 from pgq._queries import QUERIES
 from pgq.job import Job
 from pgq.worker.executor import Outcome
+
+log = logging.getLogger("pgq.worker")
 
 WRITE_RETRY_SECONDS = 300.0
 """How long a batch keeps being retried through an outage before its jobs are left to the rescuer."""
@@ -149,3 +152,20 @@ class Completer:
                 async with self.pool.connection() as conn:
                     rows = await (await conn.execute(QUERIES["job_record_outcomes"], params)).fetchall()
         return {row[0] for row in rows}
+
+
+def log_outcome(job: Job, outcome: Outcome) -> None:
+    """One line saying how a recorded attempt ended."""
+    where = f"job {job.id} {job.task} attempt {job.attempt}/{job.max_attempts}"
+    if outcome.succeeded:
+        log.info("%s succeeded", where)
+        return
+    if outcome.cancelled:
+        log.info("%s cancelled while running", where)
+        return
+    assert outcome.error is not None
+    error = f"{outcome.error['type']}: {outcome.error['message']}"
+    if outcome.retry_in is not None:
+        log.warning("%s failed (%s); retrying in %.1f s", where, error, outcome.retry_in)
+    else:
+        log.error("%s failed for good: %s", where, error)

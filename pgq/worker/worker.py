@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
@@ -27,15 +26,13 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq import _db
 from pgq.app import App
 from pgq.context import JobContext
-from pgq.errors import ConfigError
 from pgq.job import Job
 from pgq.settings import Settings
 from pgq.worker import claims, shutdown
 from pgq.worker.claim_ahead import ClaimAhead
-from pgq.worker.completer import Completer
+from pgq.worker.completer import Completer, log_outcome
 from pgq.worker.executor import Outcome, execute
 from pgq.worker.handback import STALE_CLAIMS, HandBack
 from pgq.worker.heartbeat import Heartbeat, Identity
@@ -48,6 +45,7 @@ from pgq.worker.pruner import Pruner
 from pgq.worker.rescuer import Rescuer
 from pgq.worker.running import Running, RunningJobs
 from pgq.worker.scheduler import Scheduler
+from pgq.worker.startup import open_pool, worker_settings
 
 log = logging.getLogger("pgq.worker")
 
@@ -73,24 +71,18 @@ class Worker:
         maintenance_interval: float | None = None,
         pool_size: int | None = None,
     ) -> None:
-        if not app.tasks:
-            raise ConfigError("the app has no tasks registered: a worker for it could only fail jobs")
-        base = app.settings
-        given: dict[str, Any] = {
-            "concurrency": concurrency,
-            "poll_interval": poll_interval,
-            "listen": listen,
-            "shutdown_timeout": shutdown_timeout,
-            "heartbeat_interval": heartbeat_interval,
-            "rescue_after": rescue_after,
-            "maintenance_interval": maintenance_interval,
-            "pool_size": pool_size,
-        }
-        settings = dataclasses.replace(
-            base,
-            queues=tuple(queues) if queues else (base.queues or app.task_queues()),
-            **{name: value for name, value in given.items() if value is not None},
-        )  # replace() runs Settings validation on the merged values
+        settings = worker_settings(
+            app,
+            queues=queues,
+            concurrency=concurrency,
+            poll_interval=poll_interval,
+            listen=listen,
+            shutdown_timeout=shutdown_timeout,
+            heartbeat_interval=heartbeat_interval,
+            rescue_after=rescue_after,
+            maintenance_interval=maintenance_interval,
+            pool_size=pool_size,
+        )
         self.app = app
         self.settings: Settings = settings
         self.queues = list(settings.queues)
@@ -143,20 +135,7 @@ class Worker:
     async def run(self) -> None:
         """Work until ``stop()`` (or SIGTERM/SIGINT when run in the main thread)."""
         dsn, s = self.app.dsn, self.settings
-        conn = await _db.connect_async(dsn)
-        try:
-            await _db.check_schema_async(conn)
-        finally:
-            await conn.close()
-        self._pool = pool = AsyncConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=s.pool_size or min(s.concurrency + 2, 10),
-            open=False,
-            kwargs={"autocommit": True, "application_name": "pgq-worker"},
-            name="pgq-worker",
-        )
-        await pool.open(wait=True, timeout=30)
+        self._pool = pool = await open_pool(dsn, s)
         identity = Identity(self.id, self.host, self.pid, self.queues, s.concurrency)
         heartbeat = Heartbeat(pool, identity, self.jobs, s.heartbeat_interval, self.outage)
         await heartbeat.run_once()  # registered in pgq.workers before the first claim
@@ -289,7 +268,7 @@ class Worker:
                 job.attempt,
             )
         else:
-            _log_outcome(job, outcome)
+            log_outcome(job, outcome)
         if self.pacing.recorded(retry=outcome.retry_in is not None):
             self._wake.set()
 
@@ -303,19 +282,3 @@ class Worker:
         """Nothing more to do here for this job: no heartbeat for it, one more job counted."""
         self.jobs.forget(job.id)
         self.jobs_done += 1
-
-
-def _log_outcome(job: Job, outcome: Outcome) -> None:
-    where = f"job {job.id} {job.task} attempt {job.attempt}/{job.max_attempts}"
-    if outcome.succeeded:
-        log.info("%s succeeded", where)
-        return
-    if outcome.cancelled:
-        log.info("%s cancelled while running", where)
-        return
-    assert outcome.error is not None
-    error = f"{outcome.error['type']}: {outcome.error['message']}"
-    if outcome.retry_in is not None:
-        log.warning("%s failed (%s); retrying in %.1f s", where, error, outcome.retry_in)
-    else:
-        log.error("%s failed for good: %s", where, error)
