@@ -30,7 +30,7 @@ from tenacity import (
 )
 
 from pgq import _json
-from pgq._queries import QUERIES
+from pgq.db import jobs
 from pgq.job import Job
 from pgq.worker.executor import Outcome
 
@@ -136,22 +136,25 @@ class Completer:
             self._on_recorded(job, outcome, job.id in accepted)
 
     async def _write(self, batch: list[_Pending]) -> set[int]:
-        params = {
-            "worker_id": self.worker_id,
-            "ids": [job.id for job, _, _ in batch],
-            "attempts": [job.attempt for job, _, _ in batch],
-            "kinds": [_kind(outcome) for _, outcome, _ in batch],
-            "results": [_json.dumps(outcome.result) if outcome.succeeded else None for _, outcome, _ in batch],
-            "errors": [None if outcome.error is None else _json.dumps(outcome.error) for _, outcome, _ in batch],
-            "retry_in": [outcome.retry_in for _, outcome, _ in batch],
-            "percents": [None if progress is None else progress[0] for _, _, progress in batch],
-            "messages": [None if progress is None else progress[1] for _, _, progress in batch],
-        }
+        rows = [_row(job, outcome, progress) for job, outcome, progress in batch]
         async for attempt in self._retrying.copy():
             with attempt:
                 async with self.pool.connection() as conn:
-                    rows = await (await conn.execute(QUERIES["job_record_outcomes"], params)).fetchall()
-        return {row[0] for row in rows}
+                    moved = await jobs.record_outcomes(conn, self.worker_id, rows)
+        return {m.id for m in moved}
+
+
+def _row(job: Job, outcome: Outcome, progress: Progress | None) -> jobs.OutcomeRow:
+    return jobs.OutcomeRow(
+        id=job.id,
+        attempt=job.attempt,
+        kind=_kind(outcome),
+        result=_json.dumps(outcome.result) if outcome.succeeded else None,
+        error=None if outcome.error is None else _json.dumps(outcome.error),
+        retry_in=outcome.retry_in,
+        percent=None if progress is None else progress[0],
+        message=None if progress is None else progress[1],
+    )
 
 
 def log_outcome(job: Job, outcome: Outcome) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import jobs
 from pgq.worker.outage import describe
 
 log = logging.getLogger("pgq.worker")
@@ -46,14 +46,12 @@ class HandBack:
         """Put these jobs (still running on this worker) back to 'queued'; log what happened."""
         try:
             async with self.pool.connection() as conn:
-                rows = await (
-                    await conn.execute(QUERIES["job_requeue_unfinished"], {"ids": job_ids, "worker_id": self.worker_id})
-                ).fetchall()
+                moved = await jobs.requeue_unfinished(conn, job_ids, self.worker_id)
         except Exception as exc:  # noqa: BLE001 - the rescuer takes them; say so
             log.error("could not hand back jobs %s (%s); they stay running until rescued", job_ids, describe(exc))
             return HandBackReport(queued=[], cancelled=[])
-        queued = [job_id for job_id, state, _ in rows if state == "queued"]
-        cancelled = [job_id for job_id, state, _ in rows if state == "cancelled"]
+        queued = [m.id for m in moved if m.state == "queued"]
+        cancelled = [m.id for m in moved if m.state == "cancelled"]
         if queued:
             log.log(level, "handed %d job(s) back to their queue (%s): %s", len(queued), why, _ids(queued))
         if cancelled:

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import workers
 from pgq.worker.outage import Outage
 from pgq.worker.running import RunningJobs
 
@@ -73,18 +73,18 @@ class Heartbeat:
     async def run_once(self) -> HeartbeatReport:
         me = self.identity
         ids = self.jobs.ids()
-        params = {
-            "worker_id": me.id,
-            "host": me.host,
-            "pid": me.pid,
-            "queues": list(me.queues),
-            "concurrency": me.concurrency,
-            "ids": ids,
-        }
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(QUERIES["worker_heartbeat"], params)).fetchall()
+            rows = await workers.heartbeat(
+                conn,
+                worker_id=me.id,
+                host=me.host,
+                pid=me.pid,
+                queues=me.queues,
+                concurrency=me.concurrency,
+                job_ids=ids,
+            )
         self.outage.ok(WHAT)
-        owned = {job_id: bool(cancel) for job_id, cancel in rows}
+        owned = {row.id: row.cancel_requested for row in rows}
         cancels = [job_id for job_id in ids if owned.get(job_id)]
         lost = [job_id for job_id in ids if job_id not in owned]
         for job_id in cancels:

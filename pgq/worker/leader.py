@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import leases
 from pgq.worker.outage import Outage
 
 log = logging.getLogger("pgq.leader")
@@ -98,9 +98,8 @@ class Leadership:
 
     async def tick(self) -> None:
         """One round: acquire or renew, then run the duties if leading."""
-        params = {"name": LEASE_NAME, "worker_id": self.worker_id, "ttl": self.ttl}
         async with self.pool.connection() as conn:
-            held = await (await conn.execute(QUERIES["lease_acquire"], params)).fetchone() is not None
+            held = await leases.acquire(conn, LEASE_NAME, self.worker_id, self.ttl) is not None
         if held != self.is_leader:
             self.is_leader = held
             log.info("worker %s %s the maintenance leader", self.worker_id, "is now" if held else "is no longer")

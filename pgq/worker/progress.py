@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import jobs
 from pgq.job import Job
 
 log = logging.getLogger("pgq.worker")
@@ -68,8 +68,7 @@ class ProgressWriter:
         self._last_write = time.monotonic()
         try:
             async with self.pool.connection() as conn:
-                params = {"id": self.job.id, "attempt": self.job.attempt, "worker_id": self.worker_id}
-                await conn.execute(QUERIES["job_set_progress"], params | {"percent": percent, "message": message})
+                await jobs.set_progress(conn, self.job.id, self.job.attempt, self.worker_id, percent, message)
             self._written = report
         except psycopg.OperationalError as exc:
             log.warning("job %d: progress not written (%s)", self.job.id, type(exc).__name__)

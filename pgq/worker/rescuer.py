@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import jobs, workers
 from pgq.worker.outage import Outage
 
 log = logging.getLogger("pgq.rescuer")
@@ -72,16 +72,13 @@ class Rescuer:
         rescued: list[tuple[int, str]] = []
         async with self.pool.connection() as conn:
             while True:
-                rows = await (
-                    await conn.execute(QUERIES["job_rescue_stale"], {"lease": self.lease, "limit": _BATCH})
-                ).fetchall()
-                for job_id, state, lost_worker, _ in rows:
-                    log.warning("job %d rescued from silent worker %s: now %s", job_id, lost_worker, state)
-                rescued.extend((job_id, state) for job_id, state, _, _ in rows)
+                rows = await jobs.rescue_stale(conn, self.lease, _BATCH)
+                for row in rows:
+                    log.warning("job %d rescued from silent worker %s: now %s", row.id, row.lost_worker, row.state)
+                rescued.extend((row.id, row.state) for row in rows)
                 if len(rows) < _BATCH:
                     break
-            pruned = await conn.execute(QUERIES["worker_prune_dead"], {"lease": self.lease})
-            dead = [row[0] for row in await pruned.fetchall()]
+            dead = await workers.prune_dead(conn, self.lease)
         if dead:
             log.warning("removed %d dead worker(s): %s", len(dead), ", ".join(dead))
         return RescueReport(jobs=rescued, dead_workers=dead)

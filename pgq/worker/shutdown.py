@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import workers
 from pgq.worker.claim_ahead import ClaimAhead
 from pgq.worker.completer import Completer
 from pgq.worker.handback import UNSTARTED_AT_SHUTDOWN, HandBack
@@ -77,7 +77,7 @@ class Shutdown:
         if pool is not None:
             try:
                 async with pool.connection(timeout=5) as conn:
-                    await conn.execute(QUERIES["worker_deregister"], {"worker_id": worker_id})
+                    await workers.deregister(conn, worker_id)
             except (psycopg.Error, TimeoutError) as exc:
                 log.warning("could not remove this worker's row (%s); the leader will", type(exc).__name__)
             await pool.close()
