@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import collections
 import time
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,18 +15,6 @@ from tests.faults import FAST
 from tests.helpers import WorkerProcesses, read_runs, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[Any]:
-    """A PostgreSQL of this test's own (pgserver's binaries), so stopping it harms no one."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
-
-        server = get_server(tmp_path / "pgdata", cleanup_mode="delete")
-    yield server
-    server.cleanup()
 
 
 def _state(dsn: str, job_id: int) -> tuple[str, int, int] | None:
@@ -45,12 +30,12 @@ def _state(dsn: str, job_id: int) -> tuple[str, int, int] | None:
 
 
 def test_job_finished_during_an_outage_longer_than_the_rescue_lease_runs_once(
-    own_server: Any, start_worker: WorkerProcesses
+    private_server: Any, start_worker: WorkerProcesses
 ) -> None:
     from pgserver import _commands
 
     pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - made at import time, invisible to mypy
-    info = own_server.get_postmaster_info()
+    info = private_server.get_postmaster_info()
     dsn = psycopg.conninfo.make_conninfo(host=str(info.socket_dir), port=int(info.port), user="postgres")
     migrate(dsn)
     start_worker.dsn = dsn
@@ -61,10 +46,14 @@ def test_job_finished_during_an_outage_longer_than_the_rescue_lease_runs_once(
     for _ in range(2):
         start_worker("--concurrency", "2", env={**FAST, "PGQ_RESCUE_AFTER": str(rescue_after)})
     wait_until(lambda: all(_state(dsn, j) == ("running", 1, 0) for j in jobs), 20, "the jobs running")
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=own_server.pgdata, user=own_server.system_user)
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=private_server.pgdata, user=private_server.system_user)
     time.sleep(3 * rescue_after)  # the jobs finish meanwhile; their outcomes wait in the completers
     options = ["-o", '-h ""', "-o", f"-k {info.socket_dir}", "-o", f"-p {info.port}"]
-    pg_ctl(["-w", *options, "-l", str(own_server.log), "start"], pgdata=own_server.pgdata, user=own_server.system_user)
+    pg_ctl(
+        ["-w", *options, "-l", str(private_server.log), "start"],
+        pgdata=private_server.pgdata,
+        user=private_server.system_user,
+    )
     wait_until(lambda: all((_state(dsn, j) or ("",))[0] == "succeeded" for j in jobs), 60, "the jobs succeeded")
     time.sleep(rescue_after)  # a rescue that came late would show now
     assert [_state(dsn, j) for j in jobs] == [("succeeded", 1, 0)] * 3  # no rescue, no second attempt
