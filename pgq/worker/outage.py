@@ -22,6 +22,20 @@ from pgq import _db
 
 log = logging.getLogger("pgq.worker")
 
+RECONNECT_LAG_MAX = 300.0
+"""The most a worker's reconnect is assumed to lag behind the database's return (psycopg's
+pool gives up reconnecting after 300 s, as the completer gives up an outcome write)."""
+
+
+def reconnect_lag(outage: float) -> float:
+    """How long after the database returns a worker's pool may still be waiting to retry.
+
+    psycopg_pool retries a lost connection after 1 s, doubling the delay each time
+    (±10 % jitter): the attempt after the database is back comes at most about as long
+    after it as the outage lasted, plus the first second.
+    """
+    return min(RECONNECT_LAG_MAX, 1.1 * outage + 1.0)
+
 
 def real_cause(exc: BaseException) -> BaseException:
     """The database error that started this one. psycopg reports a connection killed
@@ -58,6 +72,8 @@ class Outage:
         """Monotonic time the database became unreachable; None while it is reachable."""
         self.recovered_at = -math.inf
         """Monotonic time it was last reachable again after an outage."""
+        self.last_outage = 0.0
+        """How long the last outage lasted, as this process saw it (seconds)."""
         self._troubled: set[str] = set()
         """Activities whose last attempt hit an unexpected error (said once until they work)."""
 
@@ -90,7 +106,8 @@ class Outage:
         """A statement went through (``what``: the activity that had it)."""
         if self.since is not None:
             now = time.monotonic()
-            log.warning("database reachable again after %.1f s", now - self.since)
+            self.last_outage = now - self.since
+            log.warning("database reachable again after %.1f s", self.last_outage)
             self.since = None
             self.recovered_at = now
         if what is not None and what in self._troubled:
@@ -98,9 +115,11 @@ class Outage:
             log.warning("%s works again", what)
 
     def settled_in(self, window: float, now: float | None = None) -> float:
-        """Seconds until the database has been reachable for ``window`` seconds on end
-        (0: it has; ``window`` while it is down)."""
+        """Seconds until every worker that is alive has had ``window`` seconds of
+        database to check in after the last outage: this process's own return, plus the
+        longest another worker's pool may lag behind (``reconnect_lag``), plus ``window``
+        (0: that time has passed; while the database is down, at least ``window``)."""
         if self.since is not None:
             return window
         now = time.monotonic() if now is None else now
-        return max(0.0, self.recovered_at + window - now)
+        return max(0.0, self.recovered_at + reconnect_lag(self.last_outage) + window - now)

@@ -10,9 +10,10 @@ guarded by (id, attempt, worker, state running).
 
 After an outage the dead may only be slow: every worker's heartbeat is late, and its
 queued outcomes are still being retried. So once the database is back, the rescuer
-waits until this process has reached it for a full rescue lease on end (``Outage``)
-before it judges anyone: by then every worker that is back as well has heartbeated
-(at least twice per lease) and its jobs are no longer stale.
+judges no one until every live worker has had a full rescue lease of database to
+heartbeat in (at least twice), counted from the moment the slowest pool may reconnect
+(``Outage.settled_in``): a job that finished during the outage is then recorded, not
+rescued.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Rescuer:
                 self._said_held = True
                 log.warning(
                     "rescue held back for %.1f s: the database was unreachable, so every worker's heartbeat "
-                    "is late; live workers get a full rescue lease (%s s) to check in",
+                    "is late; live workers get time to reconnect and a full rescue lease (%s s) to check in",
                     wait,
                     self.rescue_after,
                 )
