@@ -45,7 +45,7 @@ def test_job_finished_during_an_outage_longer_than_the_rescue_lease_runs_once(
     # Two workers: whichever leads, the jobs of both are judged after the outage.
     for _ in range(2):
         start_worker("--concurrency", "2", env={**FAST, "PGQ_RESCUE_AFTER": str(rescue_after)})
-    wait_until(lambda: all(_state(dsn, j) == ("running", 1, 0) for j in jobs), 20, "the jobs running")
+    wait_until(lambda: all(_state(dsn, j) == ("running", 1, 0) for j in jobs), 60, "the jobs running")
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=private_server.pgdata, user=private_server.system_user)
     time.sleep(3 * rescue_after)  # the jobs finish meanwhile; their outcomes wait in the completers
     options = ["-o", '-h ""', "-o", f"-k {info.socket_dir}", "-o", f"-p {info.port}"]
