@@ -38,7 +38,9 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
     config = settings or ApiSettings.from_env()
     auth = Auth(config)
     metrics = Metrics()
-    events = JobEvents(lambda: queue.dsn, on_change=metrics.on_change)
+    events = JobEvents(
+        lambda: queue.listen_dsn, on_change=metrics.on_change, allow_pooler=queue.settings.listen_url is not None
+    )
     document = openapi.document()
 
     async def openapi_json(request: Request) -> Response:

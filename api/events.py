@@ -1,4 +1,4 @@
-"""One LISTEN connection per API process, fanned out to every waiting request.
+"""One LISTEN connection per API process (pgq.listen's client), fanned out to every waiting request.
 
 The trigger jobs_notify_changed announces each change of a job's state or progress on
 pgq_job_events. Requests subscribe to one job id and then read the row, so a change
@@ -17,12 +17,9 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-import psycopg
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
-
-from pgq import _db
 from pgq._queries import QUERIES
 from pgq.errors import DatabaseUnavailableError
+from pgq.listen import ListenClient
 
 log = logging.getLogger("pgq.api")
 
@@ -43,30 +40,51 @@ Event = JobChange | Literal["resync"]
 
 
 class JobEvents:
-    def __init__(self, dsn: Callable[[], str], on_change: Callable[[JobChange], None] | None = None) -> None:
-        self._dsn = dsn
+    """``dsn`` is where to LISTEN (PGQ_LISTEN_URL or DATABASE_URL); ``allow_pooler`` when
+    it was given explicitly (a session-pooling PgBouncer is fine, a transaction one is not)."""
+
+    def __init__(
+        self,
+        dsn: Callable[[], str],
+        on_change: Callable[[JobChange], None] | None = None,
+        *,
+        allow_pooler: bool = False,
+    ) -> None:
         self._on_change = on_change
         self._subscribers: dict[int, set[asyncio.Queue[Event]]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
+        self._client = ListenClient(
+            dsn,
+            QUERIES["job_events_listen"],
+            lambda notify: self._dispatch(notify.payload),
+            log=log,
+            fallback="wait and events re-read their jobs once it is back",
+            application_name="pgq-api-listener",
+            on_connect=self._resync_all,  # whatever changed while not listening is read again
+            allow_pooler=allow_pooler,
+        )
+        self._listening = self._client.connected
         self.closing = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._said_broken = False
 
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
         """Start listening in the background (idempotent; also called lazily by a first waiter)."""
-        if self._task is None or self._task.done():
+        if self._client.refused is None and (self._task is None or self._task.done()):
             self._loop = asyncio.get_running_loop()
-            self._task = asyncio.create_task(self._run(), name="pgq-api-job-events")
+            self._task = asyncio.create_task(self._client.run(), name="pgq-api-job-events")
 
     async def listening(self, within: float = 10.0) -> None:
         """Start if needed and wait until LISTEN is active; 503 if the database cannot be reached."""
         self.start()
+        if self._client.refused is not None:
+            raise DatabaseUnavailableError(f"cannot LISTEN for job changes: {self._client.refused}")
         try:
             await asyncio.wait_for(self._listening.wait(), within)
         except TimeoutError:
+            if self._client.refused is not None:
+                raise DatabaseUnavailableError(f"cannot LISTEN for job changes: {self._client.refused}") from None
             raise DatabaseUnavailableError("cannot LISTEN for job changes: the database does not answer") from None
 
     def shutdown_soon(self) -> None:
@@ -125,40 +143,3 @@ class JobEvents:
         for subscribers in self._subscribers.values():
             for changes in subscribers:
                 changes.put_nowait(RESYNC)
-
-    def _broken(self, exc: BaseException | None) -> None:
-        if not self._said_broken:
-            self._said_broken = True
-            log.warning("LISTEN pgq_job_events is not working (%s); reconnecting", exc or "no connection")
-
-    async def _run(self) -> None:
-        while True:
-            conn = await self._connect()
-            try:
-                self._listening.set()
-                self._resync_all()  # whatever changed while not listening is read again
-                async for notify in conn.notifies():
-                    self._dispatch(notify.payload)
-            except (psycopg.OperationalError, OSError) as exc:
-                self._broken(exc)
-            finally:
-                self._listening.clear()
-                await conn.close()
-
-    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((psycopg.OperationalError, OSError, DatabaseUnavailableError)),
-            wait=wait_exponential(multiplier=0.2, max=10) + wait_random(0, 0.5),
-            before_sleep=lambda state: self._broken(state.outcome.exception() if state.outcome else None),
-        ):
-            with attempt:
-                conn = await _db.connect_async(self._dsn())
-                try:
-                    await conn.execute(QUERIES["job_events_listen"])
-                except BaseException:
-                    await conn.close()
-                    raise
-        if self._said_broken:
-            self._said_broken = False
-            log.warning("LISTEN pgq_job_events restored")
-        return conn

@@ -415,8 +415,11 @@ def list_schedules() -> Op[list[ScheduleState]]:
     return [ScheduleState(**r) for r in rows]
 
 
-def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:
-    """Drive an operation on a sync connection (the caller's, or one from a pool)."""
+def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
+    """Drive an operation on a sync connection (the caller's, or one from a pool).
+
+    ``prepare=False`` never prepares the statements (psycopg's ``execute(prepare=)``).
+    """
     try:
         statement = next(op)
         while True:
@@ -428,7 +431,7 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:
                         for row in statement.rows:
                             copy.write_row(row)
                 else:
-                    cur.execute(*statement)
+                    cur.execute(*statement, prepare=prepare)
                     if cur.description:
                         rows = cur.fetchall()
             statement = op.send(rows)
@@ -438,7 +441,7 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T]) -> T:
         raise _unique_violation(exc) from None
 
 
-async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
+async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
     """Drive an operation on an async connection."""
     try:
         statement = next(op)
@@ -451,7 +454,7 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T]) -> T:
                         for row in statement.rows:
                             await copy.write_row(row)
                 else:
-                    await cur.execute(*statement)
+                    await cur.execute(*statement, prepare=prepare)
                     if cur.description:
                         rows = await cur.fetchall()
             statement = op.send(rows)

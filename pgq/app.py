@@ -47,6 +47,8 @@ class App:
         self._dsn = dsn or self.settings.database_url
         if self._dsn is not None:
             _db.validate_dsn(self._dsn)
+        if self.settings.listen_url is not None:
+            _db.validate_dsn(self.settings.listen_url, "PGQ_LISTEN_URL")
         self.json_default = json_default
         self.tasks: dict[str, Task] = {}
         self.schedules: dict[str, Schedule] = {}
@@ -65,6 +67,17 @@ class App:
         if self._dsn is None:
             self._dsn = embedded_dsn(self.settings.data_dir)
         return self._dsn
+
+    @property
+    def listen_dsn(self) -> str:
+        """Where LISTEN connects: PGQ_LISTEN_URL (a direct route past PgBouncer), else the DSN."""
+        return self.settings.listen_url or self.dsn
+
+    @property
+    def _caller_prepare(self) -> bool | None:
+        """On a caller's ``conn=``: PGQ_PREPARED_STATEMENTS=off keeps pgq's statements
+        unprepared; otherwise the connection's own prepare_threshold decides."""
+        return False if self.settings.prepared_statements == "off" else None
 
     @overload
     def task(self, fn: F, /) -> Task: ...
@@ -217,17 +230,13 @@ class App:
             if self._pool is not None:
                 return
             dsn = self.dsn
-            conn = await _db.connect_async(dsn)
-            try:
-                await _db.check_schema_async(conn)
-            finally:
-                await conn.close()
+            prepare = await _db.open_checked_async(dsn, self.settings.prepared_statements)
             pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
                 dsn,
                 min_size=1,
                 max_size=self._pool_max_size,
                 open=False,
-                kwargs={"autocommit": True},
+                kwargs=_db.pool_kwargs(prepare),
                 name="pgq-app",
             )
             await pool.open(wait=True, timeout=30)
@@ -253,14 +262,13 @@ class App:
             if self._sync_pool is not None:
                 return
             dsn = self.dsn
-            with _db.connect(dsn) as conn:
-                _db.check_schema(conn)
+            prepare = _db.open_checked(dsn, self.settings.prepared_statements)
             pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 dsn,
                 min_size=1,
                 max_size=self._pool_max_size,
                 open=False,
-                kwargs={"autocommit": True},
+                kwargs=_db.pool_kwargs(prepare),
                 name="pgq-app-sync",
             )
             pool.open(wait=True, timeout=30)
@@ -285,7 +293,7 @@ class App:
         if conn is not None:
             if not isinstance(conn, psycopg.AsyncConnection):
                 raise TypeError("conn= of an async method must be a psycopg.AsyncConnection; use the _sync method")
-            return await _ops.run_async(conn, op)
+            return await _ops.run_async(conn, op, prepare=self._caller_prepare)
         if self._pool is None or self._pool_loop is not asyncio.get_running_loop():
             await self.open()
         assert self._pool is not None
@@ -296,7 +304,7 @@ class App:
         if conn is not None:
             if not isinstance(conn, psycopg.Connection):
                 raise TypeError("conn= of a _sync method must be a psycopg.Connection; use the async method")
-            return _ops.run_sync(conn, op)
+            return _ops.run_sync(conn, op, prepare=self._caller_prepare)
         if self._sync_pool is None:
             self.open_sync()
         assert self._sync_pool is not None

@@ -346,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queues", help="comma-separated queues (default: PGQ_QUEUES, else every queue the tasks use)")
     p.add_argument("--concurrency", type=int, help="jobs run at once (default: PGQ_CONCURRENCY or 10)")
     p.add_argument("--poll-interval", type=float, help="seconds between polls when no NOTIFY arrives (default 2)")
-    p.add_argument("--no-listen", action="store_true", help="poll only; for PgBouncer transaction pooling")
+    p.add_argument("--no-listen", action="store_true", help="poll only; when no direct connection can LISTEN")
+    p.add_argument("--listen-url", help="direct DSN for LISTEN only, past PgBouncer (default: PGQ_LISTEN_URL)")
     p.add_argument("--shutdown-timeout", type=float, help="seconds running jobs get after SIGTERM (default 30)")
     p.set_defaults(func=cmd_worker)
 
@@ -390,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("api", help="serve the HTTP API (tokens: PGQ_API_READ_TOKENS, PGQ_API_WRITE_TOKENS)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; other than loopback needs tokens")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--listen-url", help="direct DSN for wait/events' LISTEN, past PgBouncer (default: PGQ_LISTEN_URL)")
     p.set_defaults(func=cmd_api)
 
     p = sub.add_parser(
@@ -428,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level)
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
+    if getattr(args, "listen_url", None):
+        os.environ["PGQ_LISTEN_URL"] = args.listen_url  # read by the App's settings, like DATABASE_URL
     try:
         return int(args.func(args))
     except PgqError as exc:

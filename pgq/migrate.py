@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import psycopg
 from alembic import command
 from alembic.config import Config
 
@@ -30,7 +29,7 @@ def migrate(dsn: str) -> str:
     """
     _db.connect(dsn).close()  # a clear one-line error beats alembic's traceback
     command.upgrade(_alembic_config(dsn), "head")
-    with psycopg.connect(dsn) as conn:
+    with _db.connect(dsn) as conn:
         _db.check_schema(conn)
     log.info("database is at pgq schema revision %s", _db.SCHEMA_HEAD)
     return _db.SCHEMA_HEAD

@@ -6,12 +6,14 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
 from pgq.errors import ConfigError
 from pgq.names import check_queue_name
 
 _T = TypeVar("_T")
+
+PreparedStatements = Literal["auto", "on", "off"]
 
 
 def default_data_dir() -> Path:
@@ -35,7 +37,11 @@ class Settings:
     poll_interval: float = 2.0
     """PGQ_POLL_INTERVAL: seconds between polls when no NOTIFY arrives (the fallback)."""
     listen: bool = True
-    """PGQ_LISTEN: false for PgBouncer transaction pooling, where LISTEN does not work."""
+    """PGQ_LISTEN: false to poll only, when no direct (session) connection can LISTEN."""
+    listen_url: str | None = None
+    """PGQ_LISTEN_URL: a direct connection for LISTEN only, when DATABASE_URL is PgBouncer. Unset: DATABASE_URL."""
+    prepared_statements: PreparedStatements = "auto"
+    """PGQ_PREPARED_STATEMENTS: auto (off through a connection pooler, on otherwise), on, or off."""
     shutdown_timeout: float = 30.0
     """PGQ_SHUTDOWN_TIMEOUT: seconds running jobs get to finish after SIGTERM."""
     heartbeat_interval: float = 5.0
@@ -71,6 +77,8 @@ class Settings:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"PGQ_{name.upper()} must be a positive duration or 'forever', got {value}")
+        if self.prepared_statements not in get_args(PreparedStatements):
+            raise ConfigError(f"PGQ_PREPARED_STATEMENTS must be auto, on or off, got {self.prepared_statements!r}")
         if self.pool_size is not None and not 2 <= self.pool_size <= 1000:
             raise ConfigError(f"PGQ_POOL_SIZE must be between 2 and 1000, got {self.pool_size}")
         for queue in self.queues:
@@ -103,6 +111,10 @@ class Settings:
                 fields[name] = parse_duration(raw, var)
         if (raw := env.get("PGQ_LISTEN")) is not None:
             fields["listen"] = _parse_bool(raw, "PGQ_LISTEN")
+        if url := env.get("PGQ_LISTEN_URL", "").strip():
+            fields["listen_url"] = url
+        if (raw := env.get("PGQ_PREPARED_STATEMENTS")) is not None:
+            fields["prepared_statements"] = raw.strip().lower()
         return cls(**fields)  # type: ignore[arg-type]
 
 

@@ -273,8 +273,9 @@ WHERE id = %(id)s AND state IN ('failed', 'cancelled')
 RETURNING *;
 
 -- name: listener_ping
--- The listener notifies itself to prove its connection still delivers notifications.
-SELECT pg_notify('pgq_ping', pg_backend_pid()::text);
+-- A listener notifies itself (payload: its backend pid), from a second session, to
+-- prove its connection still delivers notifications.
+SELECT pg_notify('pgq_ping', %(pid)s::text);
 
 -- name: job_set_progress
 -- A running task's latest progress; only the same attempt on the same worker writes it.
@@ -392,8 +393,10 @@ FROM pgq.workers
 ORDER BY started_at, id;
 
 -- name: job_events_listen
--- Subscribe to job changes (the HTTP API's wait and events); payloads are JSON.
+-- Subscribe to job changes (the HTTP API's wait and events); payloads are JSON. And to
+-- listener pings (payload: the listening backend's pid), which prove the line delivers.
 LISTEN pgq_job_events;
+LISTEN pgq_ping;
 
 -- name: schema_version_get
 -- The alembic revision the database is at (raises if pgq was never migrated).
@@ -401,18 +404,21 @@ SELECT version_num FROM pgq.alembic_version;
 
 -- name: worker_listen
 -- Subscribe to new work (payload: a queue name), cancel requests (payload: a job id)
--- and listener pings (payload: the pinging backend's pid).
+-- and listener pings (payload: the listening backend's pid).
 LISTEN pgq_jobs;
 LISTEN pgq_cancel;
 LISTEN pgq_ping;
 
 -- name: migration_lock
 -- Serialises `pgq migrate` across processes: the second waits, then finds nothing to do.
-SELECT pg_advisory_lock(hashtext('pgq.migrate'));
+-- Held until the migration's transaction ends (a session lock would stay behind on a
+-- pooled server connection when migrating through PgBouncer in transaction mode).
+SELECT pg_advisory_xact_lock(hashtext('pgq.migrate'));
 
--- name: migration_unlock
--- Releases migration_lock.
-SELECT pg_advisory_unlock(hashtext('pgq.migrate'));
+-- name: session_backend_pid
+-- The server process running this statement: differs from the pid the connection
+-- reported at start when a connection pooler sits in between.
+SELECT pg_backend_pid();
 
 -- name: schema_create
 -- The pgq schema must exist before alembic writes its version table into it.

@@ -30,18 +30,15 @@ def worker_settings(app: App, *, queues: Sequence[str] | None = None, **given: A
 
 async def open_pool(dsn: str, settings: Settings) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
     """Check the schema revision first (a clear error beats failing claims), then open
-    the worker's pool: the slots, plus the completer and the heartbeat."""
-    conn = await _db.connect_async(dsn)
-    try:
-        await _db.check_schema_async(conn)
-    finally:
-        await conn.close()
+    the worker's pool (the slots, plus the completer and the heartbeat), preparing
+    statements only where that works (not through a transaction-mode pooler)."""
+    prepare = await _db.open_checked_async(dsn, settings.prepared_statements)
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
         dsn,
         min_size=1,
         max_size=settings.pool_size or min(settings.concurrency + 2, 10),
         open=False,
-        kwargs={"autocommit": True, "application_name": "pgq-worker"},
+        kwargs=_db.pool_kwargs(prepare, "pgq-worker"),
         name="pgq-worker",
     )
     await pool.open(wait=True, timeout=30)

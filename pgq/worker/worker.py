@@ -156,7 +156,8 @@ class Worker:
         completer = asyncio.create_task(self._completer.run())
         background = [asyncio.create_task(heartbeat.run()), asyncio.create_task(self.leadership.run())]
         if s.listen:
-            listener = Listener(dsn, self.queues, self.wake, self.cancel, s.poll_interval)
+            listen_dsn, direct = self.app.listen_dsn, s.listen_url is not None
+            listener = Listener(listen_dsn, self.queues, self.wake, self.cancel, s.poll_interval, allow_pooler=direct)
             background.append(asyncio.create_task(listener.run()))
         log.info(
             "worker %s started: queues=%s concurrency=%d wake-up=%s poll=%ss tasks=%s",
