@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api import jobs, openapi, status, watch
+from api import jobs, openapi, queues, status, ui, watch
 from api.auth import Auth
 from api.config import ApiSettings
 from api.errors import EXCEPTION_HANDLERS
@@ -60,8 +60,10 @@ def create_app(pgq_app: pgq.App | None = None, *, settings: ApiSettings | None =
             *jobs.routes(queue, auth, config.max_body_bytes),
             *watch.routes(queue, events, auth),
             *status.routes(queue, auth),
+            *queues.routes(queue, auth),
             *metrics.routes(queue, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            ui.mount(queue, auth),
         ],
         middleware=[Middleware(metrics.middleware)],
         exception_handlers=EXCEPTION_HANDLERS,

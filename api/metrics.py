@@ -48,7 +48,10 @@ class _QueueCollector(Collector):
             age.add_metric([s.queue], s.oldest_queued_seconds or 0.0)
             for state, count in s.finished_last_minute.items():
                 recent.add_metric([s.queue, state], count)
-        yield from (depth, age, recent)
+        paused = GaugeMetricFamily("pgq_queue_paused", "1 while the queue is paused, else 0.", labels=["queue"])
+        for s in self.stats:
+            paused.add_metric([s.queue], 1.0 if s.paused else 0.0)
+        yield from (depth, age, recent, paused)
 
 
 class Metrics:

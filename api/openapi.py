@@ -20,6 +20,7 @@ _MODELS: list[type[BaseModel]] = [
     schemas.JobOut,
     schemas.JobPage,
     schemas.QueueList,
+    schemas.QueuePauseOut,
     schemas.WorkerList,
     schemas.Health,
     schemas.ErrorOut,
@@ -46,6 +47,12 @@ _READ_ERRORS = {"401": _error("Missing or invalid bearer token."), "422": _error
 _WRITE_ERRORS = {**_READ_ERRORS, "403": _error("The token may only read.")}
 _ANY_OBJECT = {"type": "object"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+}
 
 
 def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
@@ -119,7 +126,25 @@ def document() -> dict[str, Any]:
                 parameters=[_ID],
             )
         },
-        "/queues": {"get": _op("Per-queue statistics", {"200": _json(schemas.QueueList, "Every queue with jobs.")})},
+        "/queues": {
+            "get": _op("Per-queue statistics", {"200": _json(schemas.QueueList, "Every queue with jobs or paused.")})
+        },
+        "/queues/{name}/pause": {
+            "post": _op(
+                "Pause a queue: workers claim nothing from it until it is resumed; running jobs finish",
+                {"200": _json(schemas.QueuePauseOut, "The queue, paused.")},
+                write=True,
+                parameters=[_NAME],
+            )
+        },
+        "/queues/{name}/resume": {
+            "post": _op(
+                "Resume a queue and wake its workers",
+                {"200": _json(schemas.QueuePauseOut, "The queue, not paused.")},
+                write=True,
+                parameters=[_NAME],
+            )
+        },
         "/workers": {"get": _op("Registered workers", {"200": _json(schemas.WorkerList, "Rows of pgq.workers.")})},
         "/metrics": {
             "get": _op(

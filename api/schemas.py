@@ -103,10 +103,20 @@ class QueueOut(BaseModel):
     oldest_queued_seconds: float | None = Field(description="How long the oldest ready job has waited.")
     finished_last_minute: dict[str, int] = Field(description="Jobs that reached each final state in the last minute.")
     final_counts_estimated: bool = Field(description="Final-state counts are planner estimates (large table).")
+    paused: bool = Field(description="Workers claim nothing from this queue until it is resumed.")
+    paused_at: dt.datetime | None = Field(description="When the queue was paused; null when it is not paused.")
 
 
 class QueueList(BaseModel):
     queues: list[QueueOut]
+
+
+class QueuePauseOut(BaseModel):
+    """A queue's pause state, after POST /queues/{name}/pause or /resume."""
+
+    queue: str
+    paused: bool
+    paused_at: dt.datetime | None = Field(description="When the queue was paused; null when it is not paused.")
 
 
 class WorkerOut(BaseModel):

@@ -49,13 +49,12 @@ class _BesideWorker(_Server):
 
 def _settings_for(host: str, settings: ApiSettings | None) -> ApiSettings:
     config = settings or ApiSettings.from_env()
-    if not config.auth_enabled:
-        if not is_loopback(host):
-            raise ConfigError(
-                f"refusing to serve on {host} without tokens: set PGQ_API_READ_TOKENS and/or "
-                "PGQ_API_WRITE_TOKENS, or serve on 127.0.0.1"
-            )
-        log.warning("no API tokens configured: serving WITHOUT authentication, on %s (loopback) only", host)
+    # Without tokens, loopback only; create_app logs the missing tokens (once).
+    if not config.auth_enabled and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host} without tokens: set PGQ_API_READ_TOKENS and/or "
+            "PGQ_API_WRITE_TOKENS, or serve on 127.0.0.1"
+        )
     return config
 
 

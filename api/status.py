@@ -44,6 +44,8 @@ def routes(queue: pgq.App, auth: Auth) -> list[Route]:
                         "oldest_queued_seconds": s.oldest_queued_seconds,
                         "finished_last_minute": s.finished_last_minute,
                         "final_counts_estimated": s.final_counts_estimated,
+                        "paused": s.paused,
+                        "paused_at": s.paused_at.isoformat() if s.paused_at else None,
                     }
                     for s in stats
                 ]

@@ -1,7 +1,10 @@
 """pgq next to procrastinate and PgQueuer, the same workloads, interleaved.
 
-    .venv/bin/pip install -e '.[dev,bench-peers]'
-    DATABASE_URL=postgresql://postgres@127.0.0.1/postgres .venv/bin/python -m benchmarks.peers --rounds 3
+    python3 -m venv .venv-peers && .venv-peers/bin/pip install -e . -r benchmarks/requirements-peers.txt
+    DATABASE_URL=postgresql://postgres@127.0.0.1/postgres .venv-peers/bin/python -m benchmarks.peers --rounds 3
+
+The peers live in a venv of their own: PgQueuer installs a console script also named
+`pgq`, which would replace pgq's own in the development venv.
 
 Each round runs pgq, procrastinate, PgQueuer in turn, each in a fresh database of its
 own: enqueue one-per-call, bulk enqueue, a drain of pre-enqueued no-op jobs by one
@@ -235,7 +238,10 @@ def available(name: str) -> str | None:
     try:
         __import__(module)
     except ImportError as exc:
-        return f"cannot import {module} ({exc}); install it with: pip install -e '.[bench-peers]'"
+        return (
+            f"cannot import {module} ({exc}); run the peers in a venv of their own: "
+            "pip install -e . -r benchmarks/requirements-peers.txt"
+        )
     return None
 
 

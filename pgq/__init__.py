@@ -13,10 +13,12 @@ from pgq.errors import (
     PermanentError,
     PgqError,
     Retry,
+    ScheduleNotFoundError,
     SchemaNotMigratedError,
     UnknownTaskError,
 )
 from pgq.job import FINAL_STATES, Job, JobState
+from pgq.pausing import QueuePause
 from pgq.settings import Settings
 from pgq.task import Task
 
@@ -36,7 +38,9 @@ __all__ = [
     "PermanentError",
     "PgqError",
     "QueueLimits",
+    "QueuePause",
     "Retry",
+    "ScheduleNotFoundError",
     "SchemaNotMigratedError",
     "Settings",
     "Task",

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pgq.settings import PreparedStatements
 
 # The alembic revision this version of pgq expects; `pgq migrate` brings a database here.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0011"
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -124,14 +124,19 @@ def _version_error(version: str | None) -> SchemaNotMigratedError | None:
     return None
 
 
-def check_schema(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """Raise SchemaNotMigratedError unless the database is at SCHEMA_HEAD."""
+def schema_version(conn: psycopg.Connection[tuple[object, ...]]) -> str | None:
+    """The pgq schema revision of the database; None when pgq was never migrated."""
     try:
         row = conn.execute(QUERIES["schema_version_get"]).fetchone()
     except psycopg.errors.UndefinedTable:
         conn.rollback()
         row = None
-    if error := _version_error(str(row[0]) if row else None):
+    return str(row[0]) if row else None
+
+
+def check_schema(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Raise SchemaNotMigratedError unless the database is at SCHEMA_HEAD."""
+    if error := _version_error(schema_version(conn)):
         raise error
 
 

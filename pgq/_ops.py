@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from pgq import _json
 from pgq._queries import QUERIES
-from pgq.errors import JobNotFoundError, JobStateError, PgqError
+from pgq.errors import JobNotFoundError, JobStateError, PgqError, ScheduleNotFoundError
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.monitoring import EXACT_FINAL_COUNT_ROWS, QueueStats, WorkerInfo
 from pgq.names import check_queue_name, check_task_name
@@ -371,7 +371,8 @@ def list_queue_limits() -> Op[list[QueueLimits]]:
 
 
 def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[QueueStats]]:
-    """Per-queue statistics without counting the finished rows of a large table."""
+    """Per-queue statistics without counting the finished rows of a large table;
+    a paused queue is listed even when it has no jobs."""
     live = yield QUERIES["queue_live_counts"], {}
     recent = yield QUERIES["queue_finished_recently"], {}
     (size,) = yield QUERIES["queue_table_size_estimate"], {}
@@ -382,7 +383,8 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
         estimated = bool(final)  # never analyzed (no statistics yet): count instead
     if not estimated:
         final = yield QUERIES["queue_final_counts"], {}
-    counts: dict[str, dict[str, int]] = {}
+    paused = {r["queue"]: r["paused_at"] for r in (yield QUERIES["queue_paused_list"], {})}
+    counts: dict[str, dict[str, int]] = {name: QueueStats.empty_counts() for name in paused}
     oldest: dict[str, float | None] = {}
     finished: dict[str, dict[str, int]] = {}
     for row in [*live, *final]:
@@ -400,6 +402,7 @@ def queue_stats(exact_final_below: int = EXACT_FINAL_COUNT_ROWS) -> Op[list[Queu
             oldest_queued_seconds=oldest.get(name),
             finished_last_minute=finished.get(name, {s.value: 0 for s in FINAL_STATES}),
             final_counts_estimated=estimated,
+            paused_at=paused.get(name),
         )
         for name in sorted(counts)
     ]
@@ -413,6 +416,12 @@ def list_workers() -> Op[list[WorkerInfo]]:
 def list_schedules() -> Op[list[ScheduleState]]:
     rows = yield QUERIES["schedule_list"], {}
     return [ScheduleState(**r) for r in rows]
+
+
+def delete_schedule(name: str) -> Op[None]:
+    rows = yield QUERIES["schedule_delete"], {"name": name}
+    if not rows:
+        raise ScheduleNotFoundError(f"no schedule named {name!r} (`pgq schedules` lists them)")
 
 
 def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None = None) -> T:

@@ -12,13 +12,14 @@ from typing import Any, Self, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgq import _db, _ops
+from pgq import _db, _ops, pausing
 from pgq._json import JsonDefault
 from pgq._ops import JobSpec, QueueLimits
 from pgq.embedded import embedded_dsn
 from pgq.errors import ConfigError, UnknownTaskError
 from pgq.job import Job
 from pgq.monitoring import QueueStats, WorkerInfo
+from pgq.pausing import QueuePause
 from pgq.retry import Backoff, as_wait
 from pgq.schedule import Schedule, ScheduleState
 from pgq.settings import Settings
@@ -318,7 +319,10 @@ class App:
         if task is None and self.tasks:
             # An app that registers tasks is a worker's app: a name it does not know is a typo.
             self.get_task(spec.task)
-        return _ops.insert_params(spec, task.options if task else None, self.json_default)
+        params = _ops.insert_params(spec, task.options if task else None, self.json_default)  # JSON checks first
+        if task is not None:
+            task.check_args(spec.args)
+        return params
 
     async def enqueue(
         self,
@@ -425,6 +429,31 @@ class App:
         period = None if rate_period is None else _ops.seconds(rate_period)
         return self._run_sync(_ops.set_queue_limits(QueueLimits(queue, max_running, rate_limit, period)))
 
+    async def pause_queue(self, queue: str) -> QueuePause:
+        """Stop every worker from claiming jobs of ``queue`` until it is resumed.
+
+        Jobs already running finish. Takes effect for every claim that starts after this
+        returns; pausing a paused queue keeps its first ``paused_at``.
+        """
+        return await self._run(pausing.pause_queue(queue))
+
+    def pause_queue_sync(self, queue: str) -> QueuePause:
+        return self._run_sync(pausing.pause_queue(queue))
+
+    async def resume_queue(self, queue: str) -> QueuePause:
+        """Let workers claim from ``queue`` again, and wake them at once (NOTIFY)."""
+        return await self._run(pausing.resume_queue(queue))
+
+    def resume_queue_sync(self, queue: str) -> QueuePause:
+        return self._run_sync(pausing.resume_queue(queue))
+
+    async def paused_queues(self) -> list[QueuePause]:
+        """The paused queues, by name."""
+        return await self._run(pausing.list_paused_queues())
+
+    def paused_queues_sync(self) -> list[QueuePause]:
+        return self._run_sync(pausing.list_paused_queues())
+
     async def queue_limits(self) -> list[QueueLimits]:
         """Every queue with limits (the rows of pgq.queues)."""
         return await self._run(_ops.list_queue_limits())
@@ -450,6 +479,13 @@ class App:
 
     def list_schedules_sync(self) -> list[ScheduleState]:
         return self._run_sync(_ops.list_schedules())
+
+    async def delete_schedule(self, name: str) -> None:
+        """Remove a schedule from ``pgq.schedules`` (a worker that still declares it writes it again)."""
+        await self._run(_ops.delete_schedule(name))
+
+    def delete_schedule_sync(self, name: str) -> None:
+        self._run_sync(_ops.delete_schedule(name))
 
     def list_jobs_sync(
         self,

@@ -1,4 +1,5 @@
-"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, schedules, cancel, retry, api, bench, demo."""
+"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, pause, resume, schedules, cancel, retry,
+api, bench, demo, embedded."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pgq import _db
 from pgq.app import App
 from pgq.errors import ConfigError, PgqError
 from pgq.job import Job, JobState
-from pgq.settings import parse_queues
+from pgq.schedule import ScheduleState
+from pgq.settings import Settings, parse_queues
 
 
 def load_app(spec: str) -> App:
@@ -31,14 +33,22 @@ def load_app(spec: str) -> App:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"cannot import {module_name!r} for --app: {exc}") from None
-    app = getattr(module, attr, None)
+    if not hasattr(module, attr):
+        raise ConfigError(f"module {module_name!r} has no attribute {attr!r} (--app {spec})")
+    app = getattr(module, attr)
     if not isinstance(app, App):
         raise ConfigError(f"{spec} is {type(app).__name__}, not a pgq.App")
     return app
 
 
+def _app_spec(args: argparse.Namespace) -> str | None:
+    """--app, else PGQ_APP: name the app once for every command."""
+    return getattr(args, "app", None) or Settings.from_env().app
+
+
 def _app_for(args: argparse.Namespace) -> App:
-    return load_app(args.app) if getattr(args, "app", None) else App()
+    spec = _app_spec(args)
+    return load_app(spec) if spec else App()
 
 
 # -- commands -----------------------------------------------------------------------
@@ -63,7 +73,10 @@ def cmd_roles(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from pgq.worker import Worker
 
-    app = load_app(args.app)
+    spec = _app_spec(args)
+    if not spec:
+        raise ConfigError("which app? give --app MODULE:ATTR (e.g. myproject.tasks:app) or set PGQ_APP")
+    app = load_app(spec)
     worker = Worker(
         app,
         queues=parse_queues(args.queues) if args.queues else None,
@@ -97,15 +110,18 @@ def _parse_time(text: str) -> dt.datetime:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
+    # Bad input is refused before anything connects (or starts the embedded server).
+    task_args = _parse_json_object(args.args)
+    run_at = _parse_time(args.run_at) if args.run_at else None
     app = _app_for(args)
     with app:
         job = app.enqueue_sync(
             args.task,
-            _parse_json_object(args.args),
+            task_args,
             queue=args.queue,
             priority=args.priority,
             delay=args.delay,
-            run_at=_parse_time(args.run_at) if args.run_at else None,
+            run_at=run_at,
             max_attempts=args.max_attempts,
             idempotency_key=args.idempotency_key,
         )
@@ -114,6 +130,12 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         if args.json
         else f"enqueued job {job.id} ({job.task}) on queue {job.queue}: {job.state.value}"
     )
+    if not app.tasks:
+        print(
+            f"pgq: note: task name {args.task!r} and its arguments are not checked (no --app or PGQ_APP): "
+            "a typo fails the job on the worker",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -121,11 +143,20 @@ def _age(when: dt.datetime | None) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "-"
 
 
+_SUMMARY_WIDTH = 60
+
+
+def _cut(text: str, width: int = _SUMMARY_WIDTH) -> str:
+    """One line of at most ``width`` characters, with an ellipsis when something was cut."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def _last_error(job: Job) -> str:
     if not job.errors:
         return ""
     last = job.errors[-1]
-    return f"{last.get('type')}: {last.get('message')}"[:60]
+    return _cut(f"{last.get('type')}: {last.get('message')}")
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
@@ -137,8 +168,9 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
 def _show_job(job: Job) -> None:
     data = job.to_dict()
     errors = data.pop("errors")
+    width = max(map(len, data))
     for key, value in data.items():
-        print(f"{key:>16}: {json.dumps(value) if isinstance(value, dict | list) else value}")
+        print(f"{key:>{width}}: {json.dumps(value) if isinstance(value, dict | list) else value}")
     for error in errors:
         when, kind, message = error.get("at"), error.get("type"), error.get("message")
         print(f"\n-- attempt {error.get('attempt')} failed at {when}: {kind}: {message}")
@@ -180,9 +212,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def _summary(job: Job) -> str:
     """The list's last column: the result, the live progress, or the last error."""
     if job.state == JobState.SUCCEEDED:
-        return json.dumps(job.result)[:60]
+        return _cut(json.dumps(job.result))
     if job.state == JobState.RUNNING and job.progress:
-        return f"{job.progress['percent']:g}% {job.progress.get('message') or ''}"[:60].rstrip()
+        return _cut(f"{job.progress['percent']:g}% {job.progress.get('message') or ''}")
     return _last_error(job)
 
 
@@ -221,10 +253,20 @@ def cmd_queues(args: argparse.Namespace) -> int:
     if not stats:
         print("no jobs")
         return 0
-    rows = [["QUEUE", "STATE", "JOBS", "OLDEST QUEUED"]] + [
-        [str(q), str(s), str(n), str(age).split(".")[0] if age is not None else "-"] for q, s, n, age in stats
+    rows = [["QUEUE", "STATE", "JOBS", "OLDEST QUEUED", "PAUSED"]] + [
+        [str(q), str(s or "-"), str(n), str(age).split(".")[0] if age is not None else "-", "paused" if p else "-"]
+        for q, s, n, age, p in stats
     ]
     _print_table(rows)
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """`pgq pause QUEUE` / `pgq resume QUEUE` (one function: the same report)."""
+    with App() as app:
+        state = app.pause_queue_sync(args.queue) if args.command == "pause" else app.resume_queue_sync(args.queue)
+    since = f" (since {state.paused_at.isoformat(sep=' ', timespec='seconds')})" if state.paused_at else ""
+    print(f"queue {state.queue} {'paused' + since if state.paused else 'resumed'}")
     return 0
 
 
@@ -234,7 +276,20 @@ def _in_zone(when: dt.datetime | None, zone: str) -> str:
     return when.astimezone(ZoneInfo(zone)).isoformat(sep=" ", timespec="seconds") if when else "-"
 
 
+def _declared(s: ScheduleState) -> str:
+    """Whether a live worker declares the schedule, or since when none does (it does not run)."""
+    if s.orphaned:
+        return f"ORPHANED: no live worker since {_in_zone(s.last_declared_at, s.timezone)}"
+    count = len(s.declared_by)
+    return f"{count} live worker{'s' if count != 1 else ''}"
+
+
 def cmd_schedules(args: argparse.Namespace) -> int:
+    if args.action == "delete":
+        with App() as app:
+            app.delete_schedule_sync(args.name)
+        print(f"schedule {args.name} deleted (a worker whose app still declares it writes it again when it starts)")
+        return 0
     with App() as app:
         schedules = app.list_schedules_sync()
     if args.json:
@@ -243,7 +298,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     if not schedules:
         print("no schedules (a worker writes its app's schedules when it starts)")
         return 0
-    header = ["NAME", "TASK", "QUEUE", "WHEN", "TZ", "MISSED", "NEXT RUN", "LAST RUN", "LAST JOB"]
+    header = ["NAME", "TASK", "QUEUE", "WHEN", "TZ", "MISSED", "NEXT RUN", "LAST RUN", "LAST JOB", "DECLARED BY"]
     rows = [header] + [
         [
             s.name,
@@ -255,6 +310,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             _in_zone(s.next_run_at, s.timezone),
             _in_zone(s.last_run_at, s.timezone),
             str(s.last_job_id) if s.last_job_id is not None else "-",
+            _declared(s),
         ]
         for s in schedules
     ]
@@ -289,7 +345,28 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pgq.demo import run_demo
 
-    return asyncio.run(run_demo(once=args.once, port=None if args.no_api else args.port))
+    log_file = Settings.from_env().data_dir.parent / "demo.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    _log_to(logging.FileHandler(log_file), args.log_level or "INFO")
+    return asyncio.run(run_demo(once=args.once, port=None if args.no_api else args.port, log_file=str(log_file)))
+
+
+def cmd_embedded(args: argparse.Namespace) -> int:
+    from pgq import embedded
+
+    settings = Settings.from_env()
+    if settings.database_url is not None:
+        print(f"note: DATABASE_URL is set, so pgq does not use the embedded PostgreSQL in {settings.data_dir}")
+    if args.action == "stop":
+        stopped = embedded.stop(settings.data_dir)
+        print(f"the embedded PostgreSQL in {settings.data_dir} {'is stopped' if stopped else 'was not running'}")
+        return 0
+    current = embedded.status(settings.data_dir)
+    if current.pid is None:
+        print(f"the embedded PostgreSQL in {current.data_dir} is not running")
+        return 3
+    print(f"the embedded PostgreSQL in {current.data_dir} is running (pid {current.pid}): {current.dsn}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -325,7 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(or --database-url); without one, an embedded PostgreSQL in PGQ_DATA_DIR.",
     )
     parser.add_argument("--database-url", help="PostgreSQL DSN (overrides DATABASE_URL)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO for worker and api, WARNING for one-shot commands; demo logs to a file",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("migrate", help="create or upgrade the pgq schema (safe to run twice, or concurrently)")
@@ -342,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_roles)
 
     p = sub.add_parser("worker", help="run a worker for an app's tasks")
-    p.add_argument("--app", required=True, help="MODULE:ATTR of your pgq.App, e.g. myproject.tasks:app")
+    p.add_argument("--app", help="MODULE:ATTR of your pgq.App, e.g. myproject.tasks:app (default: PGQ_APP)")
     p.add_argument("--queues", help="comma-separated queues (default: PGQ_QUEUES, else every queue the tasks use)")
     p.add_argument("--concurrency", type=int, help="jobs run at once (default: PGQ_CONCURRENCY or 10)")
     p.add_argument("--poll-interval", type=float, help="seconds between polls when no NOTIFY arrives (default 2)")
@@ -354,7 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enqueue", help="enqueue a job by task name")
     p.add_argument("task", help="the task's registered name")
     p.add_argument("--args", default="{}", help="keyword arguments as a JSON object")
-    p.add_argument("--app", help="MODULE:ATTR: check the task name against this app's tasks and use its defaults")
+    p.add_argument(
+        "--app",
+        help="MODULE:ATTR (default: PGQ_APP): check the task name and its arguments against this app's tasks "
+        "and use the task's defaults",
+    )
     p.add_argument("--queue")
     p.add_argument("--priority", type=int, help="lower runs first (default 0)")
     p.add_argument("--delay", type=float, help="seconds from now")
@@ -373,14 +458,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_jobs)
 
-    p = sub.add_parser("queues", help="jobs per queue and state (the pgq.queue_stats view)")
+    p = sub.add_parser("queues", help="jobs per queue and state, and paused queues (the pgq.queue_stats view)")
     p.set_defaults(func=cmd_queues)
 
-    p = sub.add_parser("schedules", help="periodic jobs with their next and last run (the pgq.schedules table)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_schedules)
+    for name, what in (("pause", "stop workers claiming from QUEUE (running jobs finish)"), ("resume", "undo pause")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("queue", help="the queue's name")
+        p.set_defaults(func=cmd_pause)
 
-    p = sub.add_parser("cancel", help="cancel a job that has not started")
+    p = sub.add_parser(
+        "schedules",
+        help="periodic jobs with their next and last run, and whether a live worker declares them",
+        description="Lists pgq.schedule_status. A schedule no live worker declares is ORPHANED and does not run.",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_schedules, action=None)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    d = actions.add_parser("delete", help="remove a schedule (its jobs stay)")
+    d.add_argument("name", help="the schedule's name, as `pgq schedules` shows it")
+
+    cancel_help = (
+        "cancel a job: one waiting is cancelled at once, a running one gets a cancel request its worker acts on"
+    )
+    p = sub.add_parser("cancel", help=cancel_help, description=cancel_help.capitalize() + ".")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_cancel)
 
@@ -416,18 +516,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port of the HTTP API on 127.0.0.1 (default 8000)")
     p.add_argument("--no-api", action="store_true", help="run the worker without the HTTP API")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "embedded",
+        help="status or stop of the embedded PostgreSQL in PGQ_DATA_DIR (it keeps running between commands)",
+    )
+    p.add_argument(
+        "action", choices=["status", "stop"], help="status: exit 0 if running, 3 if not; stop: fast shutdown"
+    )
+    p.set_defaults(func=cmd_embedded)
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+_SERVICES = {"worker", "api"}
+"""Long-running commands log their progress at INFO; one-shot commands only warnings."""
+
+
+def _log_to(handler: logging.Handler, level: str) -> None:
+    """Send every log line (and Python warnings) to ``handler`` at ``level``."""
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
     for noisy in ("alembic", "pgserver", "psycopg.pool"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level)
+    _log_to(logging.StreamHandler(sys.stderr), args.log_level or ("INFO" if args.command in _SERVICES else "WARNING"))
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
     if getattr(args, "listen_url", None):
@@ -442,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pgq: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("pgq: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
 
 

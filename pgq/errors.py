@@ -27,6 +27,10 @@ class JobNotFoundError(PgqError, LookupError):
     """No job has this id."""
 
 
+class ScheduleNotFoundError(PgqError, LookupError):
+    """No schedule has this name."""
+
+
 class JobStateError(PgqError):
     """The job's state does not allow the requested change (e.g. retrying a running job)."""
 

@@ -28,6 +28,12 @@ class QueueStats:
     oldest_queued_seconds: float | None
     finished_last_minute: dict[str, int]
     final_counts_estimated: bool
+    paused_at: dt.datetime | None = None
+    """When the queue was paused (``pgq pause``); None when workers claim from it."""
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
     @classmethod
     def empty_counts(cls) -> dict[str, int]:

@@ -34,7 +34,7 @@ def check_task_name(name: str) -> str:
 def check_queue_name(queue: str) -> str:
     if type(queue) is str and queue in _ACCEPTED_QUEUES:
         return queue
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
         raise ValueError(f"queue name {queue!r} is invalid: use 1-128 letters, digits, '_', '.', ':' or '-'")
     if len(_ACCEPTED_QUEUES) < _ACCEPTED_MAX:
         _ACCEPTED_QUEUES.add(queue)

@@ -207,6 +207,11 @@ class ScheduleState:
     last_run_at: dt.datetime | None
     last_job_id: int | None
     updated_at: dt.datetime
+    declared_by: list[str]
+    """The live workers (pgq.workers ids) whose app declares this schedule."""
+    orphaned: bool
+    """No live worker declares it: the leader does not run it."""
+    last_declared_at: dt.datetime
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (timestamps as ISO 8601 in UTC), for the CLI."""

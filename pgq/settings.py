@@ -17,7 +17,13 @@ PreparedStatements = Literal["auto", "on", "off"]
 
 
 def default_data_dir() -> Path:
-    """Where the embedded PostgreSQL keeps its data when PGQ_DATA_DIR is not set."""
+    """Where the embedded PostgreSQL keeps its data when PGQ_DATA_DIR is not set.
+
+    Root gets /var/lib/pgq: the server then runs as another user, which must reach the
+    folder without pgq opening root's home to everyone (pgq/embedded.py).
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/pgq/pgdata")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "pgq" / "pgdata"
 
@@ -28,6 +34,8 @@ class Settings:
 
     database_url: str | None = None
     """DATABASE_URL: a libpq URL or key=value DSN. Unset: the embedded PostgreSQL."""
+    app: str | None = None
+    """PGQ_APP: MODULE:ATTR of your pgq.App, for every `pgq` command that takes --app."""
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     """PGQ_DATA_DIR: the embedded PostgreSQL's data folder."""
     queues: tuple[str, ...] = ()
@@ -93,6 +101,8 @@ class Settings:
         fields: dict[str, object] = {}
         if url := env.get("DATABASE_URL", "").strip():
             fields["database_url"] = url
+        if app := env.get("PGQ_APP", "").strip():
+            fields["app"] = app
         if data_dir := env.get("PGQ_DATA_DIR", "").strip():
             fields["data_dir"] = Path(data_dir).expanduser()
         if queues := env.get("PGQ_QUEUES", "").strip():

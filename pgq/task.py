@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from tenacity.wait import wait_base
@@ -63,6 +63,26 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<pgq.Task {self.name} queue={self.options.queue}>"
+
+    def check_args(self, args: Mapping[str, Any]) -> None:
+        """TypeError naming the parameter when ``args`` cannot call the function.
+
+        Checked at enqueue, so a wrong or missing argument is refused before anything is
+        written instead of failing the job later on a worker.
+        """
+        params = self.signature.parameters
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unexpected = [k for k in args if not (k in params and params[k].kind in keyword) and not takes_any]
+        missing = [n for n, p in params.items() if p.kind in keyword and p.default is p.empty and n not in args]
+        problems = [f"unexpected argument {k!r}" for k in unexpected] + [f"missing argument {n!r}" for n in missing]
+        if not problems:
+            try:
+                self.signature.bind(**args)
+            except TypeError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise TypeError(f"task {self.name}({', '.join(params)}): {'; '.join(problems)}")
 
     async def enqueue(self, **kwargs: Any) -> Job:
         """Enqueue a run with these keyword arguments, using the task's defaults."""

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import warnings
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -75,6 +73,31 @@ def test_worker_runs_enqueued_jobs_and_jobs_shows_the_result(dsn: str, conn: psy
     assert "succeeded" in pgq_cli("queues", dsn=dsn).stdout
 
 
+def test_jobs_cuts_long_results_with_an_ellipsis_and_aligns_every_column(dsn: str) -> None:
+    pgq_cli("enqueue", "anything", dsn=dsn)
+    long_result = {"text": "x" * 200}
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "UPDATE pgq.jobs SET state = 'succeeded', attempt = 1, started_at = now(), finished_at = now(), "
+            "result = %s, cancel_requested_at = now()",
+            [json.dumps(long_result)],
+        )
+    header, row = pgq_cli("jobs", dsn=dsn).stdout.splitlines()
+    summary = row[header.index("RESULT / LAST ERROR") :]
+    assert summary.startswith('{"text": "xxx') and summary.endswith("…") and len(summary) == 60
+    shown = pgq_cli("jobs", "1", dsn=dsn).stdout.splitlines()
+    fields = [line for line in shown if line.strip()]
+    assert len({line.index(": ") for line in fields}) == 1  # cancel_requested_at lines up with the rest
+    assert any(line.strip().startswith("cancel_requested_at: ") for line in fields)
+
+
+def test_cancel_help_says_a_running_job_gets_a_cancel_request() -> None:
+    for args in (["--help"], ["cancel", "--help"]):
+        text = " ".join(pgq_cli(*args, dsn=None).stdout.split())
+        assert "a running one gets a cancel request its worker acts on" in text
+        assert "has not started" not in text
+
+
 def test_cancel_and_retry_commands(dsn: str) -> None:
     pgq_cli("enqueue", "anything", dsn=dsn)
     assert pgq_cli("cancel", "1", dsn=dsn).stdout.strip() == "job 1 is cancelled"
@@ -89,6 +112,15 @@ def test_cancel_and_retry_commands(dsn: str) -> None:
     ("args", "message"),
     [
         (["enqueue", "nope", "--app", "pgq.example_app:app"], "pgq: error: unknown task 'nope' (registered: "),
+        (
+            ["enqueue", "make_thumbnail", "--args", '{"width": 640}', "--app", "pgq.example_app:app"],
+            "pgq: error: task make_thumbnail(width, height): missing argument 'height'",
+        ),
+        (
+            ["enqueue", "make_thumbnail", "--app", "pgq.example_app:nope"],
+            "pgq: error: module 'pgq.example_app' has no attribute 'nope' (--app pgq.example_app:nope)",
+        ),
+        (["worker"], "pgq: error: which app? give --app MODULE:ATTR (e.g. myproject.tasks:app) or set PGQ_APP"),
         (["enqueue", "t", "--args", "[1]"], "pgq: error: --args must be a JSON object"),
         (["enqueue", "t", "--args", "{oops"], "pgq: error: --args is not valid JSON"),
         (["enqueue", "t", "--run-at", "2030-01-01T00:00:00"], "pgq: error: --run-at needs a time zone"),
@@ -104,6 +136,29 @@ def test_bad_input_gets_a_one_line_error_and_writes_nothing(dsn: str, args: list
     assert "Traceback" not in result.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pgq.jobs").fetchone() == (0,)
+
+
+def test_pgq_app_names_the_app_for_enqueue_and_worker(dsn: str) -> None:
+    env = {"PGQ_APP": "pgq.example_app:app"}
+    typo = pgq_cli("enqueue", "make_thumbnial", dsn=dsn, env=env)
+    assert typo.returncode == 1 and "unknown task 'make_thumbnial' (registered: " in typo.stderr
+    wrong = pgq_cli("enqueue", "make_thumbnail", "--args", '{"width": 1, "heigth": 2}', dsn=dsn, env=env)
+    assert wrong.returncode == 2 and "unexpected argument 'heigth'; missing argument 'height'" in wrong.stderr
+    ok = pgq_cli("enqueue", "make_thumbnail", "--args", '{"width": 8, "height": 4}', dsn=dsn, env=env)
+    assert ok.returncode == 0 and ok.stderr == "" and ok.stdout.startswith("enqueued job 1 (make_thumbnail)")
+    bad = pgq_cli("worker", dsn=dsn, env={"PGQ_APP": "pgq.example_app:nope"})
+    assert bad.returncode == 2 and "has no attribute 'nope'" in bad.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT task FROM pgq.jobs").fetchall() == [("make_thumbnail",)]
+
+
+def test_enqueue_without_an_app_says_the_name_is_not_checked(dsn: str) -> None:
+    result = pgq_cli("enqueue", "make_thumbnial", dsn=dsn)
+    assert result.returncode == 0 and result.stdout.startswith("enqueued job 1 (make_thumbnial)")
+    assert result.stderr.strip() == (
+        "pgq: note: task name 'make_thumbnial' and its arguments are not checked (no --app or PGQ_APP): "
+        "a typo fails the job on the worker"
+    )
 
 
 def test_commands_on_an_unmigrated_database_say_to_migrate(empty_dsn: str) -> None:
@@ -132,25 +187,6 @@ def test_every_command_has_help() -> None:
         assert result.returncode == 0 and "usage: pgq" in result.stdout
 
 
-def test_demo_runs_on_the_embedded_database_without_database_url(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pgdata"
-    result = pgq_cli("demo", "--once", dsn=None, env={"PGQ_DATA_DIR": str(data_dir)}, timeout=120)
-    try:
-        assert result.returncode == 0, result.stderr
-        assert f"using the embedded PostgreSQL in {data_dir}" in result.stderr
-        assert result.stdout.count("succeeded") == 4
-        assert "fetch_exchange_rate    succeeded after 2 attempts" in result.stdout
-        # The server keeps running for the next command, which finds the same jobs.
-        listed = pgq_cli("jobs", "--state", "succeeded", "--json", dsn=None, env={"PGQ_DATA_DIR": str(data_dir)})
-        assert len(json.loads(listed.stdout)) == 4
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from pgserver.postgres_server import get_server
-
-            get_server(data_dir, cleanup_mode="delete").cleanup()
-
-
 def test_limits_command_sets_shows_and_clears_queue_limits(dsn: str) -> None:
     assert pgq_cli("limits", dsn=dsn).stdout.strip() == "no queue limits"
     shown = pgq_cli("limits", "emails", "--max-running", "2", "--rate", "10", "--per", "60", dsn=dsn)
@@ -173,9 +209,14 @@ def test_demo_serves_the_api_beside_the_worker_and_both_stop_on_sigterm(dsn: str
     ) as demo:
         try:
             assert demo.stdout is not None
+            printed = []
             for line in demo.stdout:
+                printed.append(line)
                 if line.startswith("all example jobs are final"):
                     break
+            assert f"dashboard on http://127.0.0.1:{port}/ui\n" in printed
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/", timeout=10) as response:
+                assert "<h1>Overview</h1>" in response.read().decode()
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs?state=succeeded", timeout=10) as response:
                 tasks = sorted(j["task"] for j in json.load(response)["jobs"])
             assert tasks == ["fetch_exchange_rate", "make_thumbnail", "send_welcome_email", "send_welcome_email"]

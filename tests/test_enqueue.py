@@ -146,6 +146,22 @@ async def test_unknown_task_name_is_refused_by_an_app_that_registers_tasks(dsn: 
     assert count_rows(dsn) == 0
 
 
+async def test_arguments_that_do_not_fit_the_task_raise_type_error_naming_them_and_write_nothing(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        with pytest.raises(
+            TypeError, match=r"^task send_email\(to\): unexpected argument 'wrong'; missing argument 'to'$"
+        ):
+            await app.tasks["send_email"].enqueue(wrong=1)
+        with pytest.raises(TypeError, match=r"^task add\(a, b\): missing argument 'b'$"):
+            app.tasks["add"].enqueue_sync(a=1)
+        with pytest.raises(TypeError, match="unexpected argument 'c'"):
+            await app.enqueue("add", {"a": 1, "b": 2, "c": 3})
+        with pytest.raises(TypeError, match="missing argument 'b'"):
+            await app.enqueue_many([{"task": "add", "args": {"a": 1, "b": 2}}, {"task": "add", "args": {"a": 1}}])
+    assert count_rows(dsn) == 0
+
+
 async def test_delay_and_run_at_make_a_scheduled_job(dsn: str) -> None:
     app = make_app(dsn)
     async with app:

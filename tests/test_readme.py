@@ -196,11 +196,19 @@ async def test_readme_schedules_listing_is_what_pgq_schedules_prints(dsn: str) -
         "weekly_report": (_utc(2030, 3, 31, 0, 0), None, None),
     }
     assert set(runs) == set(app.schedules)
+    declared = ["poll_inbox", "refresh_dashboard", "nightly_report"]  # weekly_report's code is gone
     with psycopg.connect(dsn, autocommit=True) as conn:
         for name, (next_run, last_run, last_job) in runs.items():
             conn.execute(
-                "UPDATE pgq.schedules SET next_run_at = %s, last_run_at = %s, last_job_id = %s WHERE name = %s",
-                (next_run, last_run, last_job, name),
+                "UPDATE pgq.schedules SET next_run_at = %s, last_run_at = %s, last_job_id = %s, declared_at = %s"
+                " WHERE name = %s",
+                (next_run, last_run, last_job, _utc(2030, 3, 29, 17, 2, 11), name),
+            )
+        for worker in ("w-1", "w-2"):  # two live workers whose app declares the rest, as heartbeats write it
+            conn.execute(
+                "INSERT INTO pgq.workers (id, host, pid, queues, concurrency, schedules)"
+                " VALUES (%s, 'h', 1, '{default}', 1, %s)",
+                (worker, declared),
             )
     listing = pgq_cli("schedules", dsn=dsn)
     assert listing.returncode == 0, listing.stderr

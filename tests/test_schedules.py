@@ -10,7 +10,9 @@ import datetime as dt
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,11 +21,13 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 import pgq
+from pgq._queries import QUERIES
 from pgq.schedule import Schedule
 from pgq.worker.leader import Leadership
 from pgq.worker.scheduler import GRACE, Plan, Scheduler, idempotency_key, plan
 from tests.apps.periodic import app as periodic_app
 from tests.conftest import pgq_cli
+from tests.helpers import WorkerProcesses, wait_until
 
 UTC = dt.UTC
 PARIS = ZoneInfo("Europe/Paris")
@@ -222,8 +226,19 @@ async def test_register_writes_schedules_and_keeps_next_run_unless_the_timing_ch
     assert rows["every_second"] < far
 
 
+async def _declare(pool: Pool, names: Iterable[str], worker_id: str = "w-test") -> None:
+    """A live worker row declaring these schedules, as a worker's heartbeat writes it."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO pgq.workers (id, host, pid, queues, concurrency, schedules) "
+            "VALUES (%s, 'h', 1, '{default}', 1, %s)",
+            [worker_id, list(names)],
+        )
+
+
 async def _register(pool: Pool, *schedules: Schedule) -> None:
     await Scheduler(pool).register(schedules, {})
+    await _declare(pool, [s.name for s in schedules])
 
 
 @pytest.mark.anyio
@@ -297,6 +312,7 @@ async def _wait_for(predicate: Callable[[], bool], timeout: float) -> None:
 async def test_pgq_schedules_lists_next_and_last_runs(dsn: str, pool: Pool) -> None:
     assert pgq_cli("schedules", dsn=dsn).stdout.startswith("no schedules")
     await Scheduler(pool).register(periodic_app.schedules.values(), periodic_app.tasks)
+    await _declare(pool, ["every_second", "weekly_report"])  # nightly_report: declared by no live worker
     _rows(
         dsn, "UPDATE pgq.schedules SET next_run_at = now() + interval '1 hour' WHERE name = 'every_second' RETURNING 1"
     )
@@ -320,18 +336,22 @@ async def test_pgq_schedules_lists_next_and_last_runs(dsn: str, pool: Pool) -> N
         "RUN",
         "LAST",
         "JOB",
+        "DECLARED",
+        "BY",
     ]
     assert sorted(line.split()[0] for line in lines) == ["every_second", "nightly_report", "weekly_report"]
     nightly = next(line for line in lines if line.startswith("nightly_report"))
-    assert "30 2 * * *  Europe/Paris  skip" in nightly and nightly.endswith("-")  # never ran
+    assert "30 2 * * *  Europe/Paris  skip" in nightly and re.search(r" -\s+ORPHANED: no live worker since ", nightly)
     assert "every 1s" in next(line for line in lines if line.startswith("every_second"))
     weekly = next(line for line in lines if line.startswith("weekly_report"))
-    assert "0 0 * * 0" in weekly and weekly.split()[-1] == "1"  # the last job's id
+    assert "0 0 * * 0" in weekly and weekly.split()[-4:] == ["1", "1", "live", "worker"]  # the last job's id
 
     listed = json.loads(pgq_cli("schedules", "--json", dsn=dsn).stdout)
     by_name = {s["name"]: s for s in listed}
     assert by_name["weekly_report"]["last_run_at"].endswith("+00:00")
-    assert by_name["weekly_report"] | {"next_run_at": None, "last_run_at": None, "updated_at": None} == {
+    assert by_name["nightly_report"]["orphaned"] is True and by_name["nightly_report"]["declared_by"] == []
+    volatile = {"next_run_at": None, "last_run_at": None, "updated_at": None, "last_declared_at": None}
+    assert by_name["weekly_report"] | volatile == {
         "name": "weekly_report",
         "task": "nightly_report",
         "queue": "periodic",
@@ -346,6 +366,68 @@ async def test_pgq_schedules_lists_next_and_last_runs(dsn: str, pool: Pool) -> N
         "last_run_at": None,
         "last_job_id": 1,
         "updated_at": None,
+        "declared_by": ["w-test"],
+        "orphaned": False,
+        "last_declared_at": None,
     }
     with pgq.App(dsn) as app:
         assert [s.name for s in app.list_schedules_sync()] == [s["name"] for s in listed]
+
+
+# -- orphaned schedules: real worker processes of two apps ---------------------------
+
+
+@pytest.mark.slow
+def test_a_schedule_whose_app_stopped_is_orphaned_not_run_by_another_apps_leader(
+    dsn: str, start_worker: WorkerProcesses
+) -> None:
+    fast = {"PGQ_MAINTENANCE_INTERVAL": "0.5"}
+    periodic = start_worker(env=fast, app="tests.apps.periodic:app")
+    wait_until(lambda: _rows(dsn, "SELECT 1 FROM pgq.jobs WHERE task = 'every_second'"), 20, "a periodic run")
+    start_worker(env=fast, app="tests.apps.basic:app")  # another app: declares no schedule
+    wait_until(lambda: len(_rows(dsn, "SELECT 1 FROM pgq.workers")) == 2, 20, "both workers registered")
+    live = {s["name"]: s for s in json.loads(pgq_cli("schedules", "--json", dsn=dsn).stdout)}
+    assert live["every_second"]["orphaned"] is False and len(live["every_second"]["declared_by"]) == 1
+
+    periodic.send_signal(signal.SIGTERM)
+    assert periodic.wait(30) == 0
+    wait_until(lambda: len(_rows(dsn, "SELECT 1 FROM pgq.leases")) == 1, 20, "the basic worker leads")
+    ((enqueued_before,),) = _rows(dsn, "SELECT count(*) FROM pgq.jobs WHERE task = 'every_second'")
+    time.sleep(3)  # six maintenance rounds of the other app's leader, three ticks of the schedule
+    assert _rows(dsn, "SELECT count(*) FROM pgq.jobs WHERE task = 'every_second'") == [(enqueued_before,)]
+    assert _rows(dsn, "SELECT count(*) FROM pgq.jobs WHERE errors::text LIKE %s", "%UnknownTaskError%") == [(0,)]
+    assert "schedule every_second (task every_second) is declared by no live worker since" in start_worker.all_logs()
+
+    table = pgq_cli("schedules", dsn=dsn).stdout
+    every = next(line for line in table.splitlines() if line.startswith("every_second"))
+    assert "ORPHANED: no live worker since " in every
+    (row,) = _rows(
+        dsn,
+        "SELECT orphaned, declared_by, last_declared_at <= now() FROM pgq.schedule_status WHERE name = 'every_second'",
+    )
+    assert row == (True, [], True)
+
+    deleted = pgq_cli("schedules", "delete", "every_second", dsn=dsn)
+    assert deleted.returncode == 0 and deleted.stdout.startswith("schedule every_second deleted")
+    assert _rows(dsn, "SELECT name FROM pgq.schedules WHERE name = 'every_second'") == []
+    unknown = pgq_cli("schedules", "delete", "every_second", dsn=dsn)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "pgq: error: no schedule named 'every_second' (`pgq schedules` lists them)"
+
+
+@pytest.mark.anyio
+async def test_a_killed_workers_schedules_stay_declared_until_it_is_pruned(dsn: str, pool: Pool) -> None:
+    await _register(pool, Schedule("fast", "noop", every_seconds=1))
+    _rows(dsn, "UPDATE pgq.schedules SET declared_at = now() - interval '2 hours' RETURNING 1")  # registered then
+    _rows(dsn, "UPDATE pgq.workers SET heartbeat_at = now() - interval '1 hour' RETURNING 1")  # then went silent
+    (declared,) = _rows(dsn, "SELECT orphaned FROM pgq.schedule_status")
+    assert declared == (False,)  # silent, not yet pruned: still counts as live
+    async with pool.connection() as conn:
+        await conn.execute(QUERIES["worker_prune_dead"], {"lease": dt.timedelta(seconds=15)})
+    (row,) = _rows(
+        dsn, "SELECT orphaned, now() - last_declared_at BETWEEN '59 minutes' AND '61 minutes' FROM pgq.schedule_status"
+    )
+    assert row == (True, True)  # last declared at the dead worker's last heartbeat
+    _rows(dsn, "UPDATE pgq.schedules SET next_run_at = now() - interval '1 second' RETURNING 1")
+    report = await Scheduler(pool).run_once()
+    assert report.enqueued == [] and report.wake_in is None

@@ -50,9 +50,9 @@ def _claim_query_prepared(conn: Conn, branch: int) -> str:
     row = conn.execute("SELECT prosrc FROM pg_proc WHERE oid = 'pgq.claim_jobs'::regproc").fetchone()
     assert row is not None
     query = row[0].split("RETURN QUERY")[branch + 1].split(";", 1)[0].strip()
-    for n, name in enumerate(("claim_queues", "claim_limit", "claim_worker"), start=1):
+    for n, name in enumerate(("claim_queues", "claim_limit", "claim_worker", "claim_at"), start=1):
         query = re.sub(rf"\b{name}\b", f"${n}", query)
-    return f"PREPARE claim(text[], integer, text) AS {query}"
+    return f"PREPARE claim(text[], integer, text, timestamptz) AS {query}"
 
 
 @pytest.mark.parametrize("branch", [0, 1], ids=["one_unlimited_queue", "limits_or_several_queues"])
@@ -67,7 +67,7 @@ def test_claim_uses_the_partial_index_with_100k_future_jobs_ahead_in_priority(co
     conn.execute("ANALYZE pgq.jobs")
     with conn.transaction(force_rollback=True):
         conn.execute(_claim_query_prepared(conn, branch))
-        explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim(ARRAY['default'], 10, 'x')"
+        explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim(ARRAY['default'], 10, 'x', now())"
         row = conn.execute(explain).fetchone()
     assert row is not None
     plan = json.dumps(row[0])

@@ -26,6 +26,7 @@ async def heartbeat(
     pid: int,
     queues: Sequence[str],
     concurrency: int,
+    schedules: Sequence[str],
     job_ids: Sequence[int],
 ) -> list[Owned]:
     """``worker_heartbeat``: (re)register the worker, refresh its jobs, report cancel requests."""
@@ -35,6 +36,7 @@ async def heartbeat(
         "pid": pid,
         "queues": list(queues),
         "concurrency": concurrency,
+        "schedules": list(schedules),
         "ids": list(job_ids),
     }
     cur = await conn.execute(QUERIES["worker_heartbeat"], params)

@@ -163,10 +163,11 @@ SELECT id, state, state = 'queued' AND pg_notify('pgq_jobs', queue) IS NULL AS n
 -- One statement per beat: (re)register this worker, refresh the heartbeat of the jobs
 -- it still owns, and report which of them have a cancel request (as of the statement's
 -- snapshot). A job missing from the answer is no longer this worker's (rescued
--- meanwhile). Times are the database's.
+-- meanwhile). Times are the database's. The row lists the schedules the worker's app
+-- declares, so a row recreated after an outage declares them again.
 WITH me AS (
-    INSERT INTO pgq.workers (id, host, pid, queues, concurrency)
-    VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s)
+    INSERT INTO pgq.workers (id, host, pid, queues, concurrency, schedules)
+    VALUES (%(worker_id)s, %(host)s, %(pid)s, %(queues)s, %(concurrency)s, %(schedules)s::text[])
     ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
     RETURNING id
 ), refresh AS (
@@ -185,14 +186,27 @@ SELECT id, cancel_requested_at IS NOT NULL AS cancel_requested FROM pgq.jobs
 WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND worker_id = %(worker_id)s;
 
 -- name: worker_deregister
--- A worker that stops cleanly removes its row and gives up any lease it holds.
-WITH gone AS (DELETE FROM pgq.workers WHERE id = %(worker_id)s)
+-- A worker that stops cleanly removes its row and gives up any lease it holds; the
+-- schedules it declared remember that they were declared until now.
+WITH gone AS (DELETE FROM pgq.workers WHERE id = %(worker_id)s RETURNING schedules),
+declared AS (
+    UPDATE pgq.schedules AS s SET declared_at = greatest(s.declared_at, now())
+    FROM gone WHERE s.name = ANY(gone.schedules)
+)
 DELETE FROM pgq.leases WHERE worker_id = %(worker_id)s;
 
 -- name: worker_prune_dead
--- Rows of workers that stopped heartbeating longer ago than the lease (killed hosts).
-DELETE FROM pgq.workers WHERE heartbeat_at < now() - %(lease)s::interval
-RETURNING id;
+-- Rows of workers that stopped heartbeating longer ago than the lease (killed hosts);
+-- the schedules they declared were last declared at their last heartbeat.
+WITH gone AS (
+    DELETE FROM pgq.workers WHERE heartbeat_at < now() - %(lease)s::interval
+    RETURNING id, schedules, heartbeat_at
+), declared AS (
+    UPDATE pgq.schedules AS s SET declared_at = greatest(s.declared_at, last.beat)
+    FROM (SELECT name, max(heartbeat_at) AS beat FROM gone, unnest(gone.schedules) AS name GROUP BY name) AS last
+    WHERE s.name = last.name
+)
+SELECT id FROM gone;
 
 -- name: lease_acquire
 -- Take or renew a named lease: succeeds (returns a row) when it is free, expired, or
@@ -337,8 +351,12 @@ SELECT queue, max_running, rate_limit, rate_period FROM pgq.queues ORDER BY queu
 SELECT pg_notify('pgq_jobs', %(queue)s);
 
 -- name: queue_stats_list
--- The pgq.queue_stats view, for the CLI.
-SELECT queue, state, jobs, oldest_queued_age FROM pgq.queue_stats ORDER BY queue, state;
+-- The pgq.queue_stats view for the CLI, and a line for each paused queue without jobs.
+SELECT queue, state, jobs, oldest_queued_age, paused FROM pgq.queue_stats
+UNION ALL
+SELECT q.queue, NULL, 0, NULL, true FROM pgq.queues AS q
+WHERE q.paused_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pgq.jobs AS j WHERE j.queue = q.queue)
+ORDER BY 1, 2;
 
 -- name: queue_live_counts
 -- Per queue and non-final state: jobs, and how long the oldest ready job has waited.
@@ -527,9 +545,11 @@ RETURNING s.name, s.next_run_at, s.xmax = 0 AS inserted;
 
 -- name: schedule_lock_next_due
 -- The due schedule with the oldest tick, locked for this transaction; rows another
--- leader is enqueueing are skipped, and one it just advanced is no longer due.
+-- leader is enqueueing are skipped, and one it just advanced is no longer due. A
+-- schedule no live worker declares (its app stopped) is orphaned and not run.
 SELECT s.*, now() AS now FROM pgq.schedules AS s
 WHERE s.next_run_at <= now() AND s.name <> ALL(%(exclude)s::text[])
+  AND EXISTS (SELECT FROM pgq.workers AS w WHERE s.name = ANY(w.schedules))
 ORDER BY s.next_run_at, s.name
 LIMIT 1
 FOR UPDATE SKIP LOCKED;
@@ -545,12 +565,202 @@ WHERE name = %(name)s;
 -- name: schedule_next_due_in
 -- Seconds, by the database clock, until the next schedule is due (NULL: none), so the
 -- leader can wake for a schedule that repeats faster than its maintenance interval.
-SELECT extract(epoch FROM min(next_run_at) - now())::float8 AS seconds FROM pgq.schedules
-WHERE name <> ALL(%(exclude)s::text[]);
+SELECT extract(epoch FROM min(s.next_run_at) - now())::float8 AS seconds FROM pgq.schedules AS s
+WHERE s.name <> ALL(%(exclude)s::text[])
+  AND EXISTS (SELECT FROM pgq.workers AS w WHERE s.name = ANY(w.schedules));
+
+-- name: schedule_orphaned_due
+-- Due schedules that no live worker declares: the leader says once that it skips them.
+SELECT s.name, s.task, s.declared_at FROM pgq.schedules AS s
+WHERE s.next_run_at <= now()
+  AND NOT EXISTS (SELECT FROM pgq.workers AS w WHERE s.name = ANY(w.schedules))
+ORDER BY s.name;
 
 -- name: schedule_list
--- Every schedule, soonest next run first (`pgq schedules`, app.list_schedules()).
+-- Every schedule, soonest next run first, with the live workers that declare it
+-- (`pgq schedules`, app.list_schedules()).
 SELECT name, task, queue, args, priority, max_attempts, cron, every_seconds, timezone, missed,
-       next_run_at, last_run_at, last_job_id, updated_at
-FROM pgq.schedules
+       next_run_at, last_run_at, last_job_id, updated_at, declared_by, orphaned, last_declared_at
+FROM pgq.schedule_status
 ORDER BY next_run_at, name;
+
+-- name: schedule_delete
+-- Remove one schedule (`pgq schedules delete NAME`); its enqueued jobs stay.
+DELETE FROM pgq.schedules WHERE name = %(name)s RETURNING name;
+
+-- ---------------------------------------------------------------------------------
+-- The dashboard (api/ui/): one named query per panel. Each reads only what a partial
+-- index or jobs_finished_at_idx can answer, so pages stay cheap on a 1M-row table.
+-- ---------------------------------------------------------------------------------
+
+-- name: ui_queue_settings
+-- Every configured queue: limits and whether (since when) it is paused.
+SELECT q.queue, q.max_running, q.rate_limit, extract(epoch FROM q.rate_period)::float8 AS rate_period_seconds,
+       q.paused_at IS NOT NULL AS paused, q.paused_at
+FROM pgq.queues AS q
+ORDER BY q.queue;
+
+-- name: ui_finished_per_minute
+-- Per queue, minute and final state: jobs finished over the last hour (a range of
+-- jobs_finished_at_idx). minute is 0 (oldest) to 59 (the current minute).
+SELECT queue, state, count(*)::int AS jobs,
+       least(59, greatest(0, 59 - floor(extract(epoch FROM now() - finished_at) / 60)))::int AS minute
+FROM pgq.jobs
+WHERE finished_at > now() - interval '1 hour'
+GROUP BY 1, 2, 4;
+
+-- name: ui_workers_alive
+-- Workers that heartbeated within %(lease)s.
+SELECT count(*)::int AS alive FROM pgq.workers WHERE heartbeat_at > now() - %(lease)s::interval;
+
+-- name: ui_running_by_worker
+-- Running jobs per worker (jobs_running_idx), at most 20 ids each.
+SELECT worker_id, count(*)::int AS running, (array_agg(id ORDER BY id))[1:20] AS job_ids
+FROM pgq.jobs
+WHERE state = 'running'
+GROUP BY worker_id;
+
+-- name: ui_job_find_by_key
+-- Jobs holding an idempotency key, newest first (live ones through
+-- jobs_idempotency_key_idx, finished ones through jobs_idempotency_key_any_idx).
+SELECT * FROM pgq.jobs WHERE idempotency_key = %(key)s ORDER BY id DESC LIMIT 50;
+
+-- name: ui_task_stats
+-- Per task: finished runs, failures and duration percentiles (seconds from start to
+-- finish) over the last %(window)s, read backwards along jobs_finished_at_idx and
+-- capped at the latest %(cap)s runs, so a busy day costs no more than a quiet one.
+-- covered_seconds says how far back the runs read reach (less than the window when
+-- the cap was hit).
+WITH recent AS MATERIALIZED (
+    SELECT task, state, started_at, finished_at FROM pgq.jobs
+    WHERE finished_at > now() - %(window)s::interval
+    ORDER BY finished_at DESC
+    LIMIT %(cap)s
+)
+SELECT task, count(*)::int AS runs,
+       count(*) FILTER (WHERE state = 'failed')::int AS failed,
+       count(*) FILTER (WHERE state = 'cancelled')::int AS cancelled,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+           FILTER (WHERE started_at IS NOT NULL) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))
+           FILTER (WHERE started_at IS NOT NULL) AS p95,
+       (SELECT count(*) FROM recent)::int AS read,
+       (SELECT extract(epoch FROM now() - min(finished_at)) FROM recent)::float8 AS covered_seconds
+FROM recent
+GROUP BY task
+ORDER BY runs DESC, task
+LIMIT 200;
+
+-- name: ui_task_top_errors
+-- The most common last errors (type and message) among the latest %(cap)s runs that
+-- finished in the last %(window)s, per task.
+WITH recent AS MATERIALIZED (
+    SELECT task, state, errors FROM pgq.jobs
+    WHERE finished_at > now() - %(window)s::interval
+    ORDER BY finished_at DESC
+    LIMIT %(cap)s
+)
+SELECT task, errors -> -1 ->> 'type' AS type, left(errors -> -1 ->> 'message', 300) AS message, count(*)::int AS jobs
+FROM recent
+WHERE state = 'failed'
+GROUP BY 1, 2, 3
+ORDER BY jobs DESC, task
+LIMIT 20;
+
+-- name: ui_jobs_matching_count
+-- How many jobs in these states match the filter (the confirmation of a bulk action).
+SELECT count(*)::int AS jobs FROM pgq.jobs
+WHERE state = ANY(%(states)s::text[])
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s);
+
+-- name: ui_jobs_retry_matching
+-- Put every failed job matching the filter back in its queue (like job_retry). A job
+-- whose idempotency key a live job holds stays failed, and of several failed jobs
+-- with one key only the newest goes back: the key stays unique among live jobs.
+WITH chosen AS (
+    SELECT DISTINCT ON (coalesce(f.idempotency_key, f.id::text)) f.id
+    FROM pgq.jobs AS f
+    WHERE f.state = 'failed'
+      AND (%(queue)s::text IS NULL OR f.queue = %(queue)s)
+      AND (%(task)s::text IS NULL OR f.task = %(task)s)
+      AND (f.idempotency_key IS NULL OR NOT EXISTS (
+          SELECT FROM pgq.jobs AS live
+          WHERE live.idempotency_key = f.idempotency_key
+            AND live.state IN ('scheduled', 'queued', 'running', 'retrying')))
+    ORDER BY coalesce(f.idempotency_key, f.id::text), f.id DESC
+), retried AS (
+    UPDATE pgq.jobs AS j
+    SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
+        max_attempts = greatest(j.max_attempts, j.attempt + 1)
+    FROM chosen
+    WHERE j.id = chosen.id AND j.state = 'failed'
+    RETURNING j.queue
+), woken AS (
+    -- One wake-up per queue, like job_notify_queue.
+    SELECT pg_notify('pgq_jobs', r.queue) FROM (SELECT DISTINCT queue FROM retried) AS r
+)
+SELECT (SELECT count(*) FROM retried)::int AS jobs, (SELECT count(*) FROM woken)::int AS queues;
+
+-- name: ui_jobs_cancel_waiting_matching
+-- Cancel every job matching the filter that has not started (scheduled, queued,
+-- retrying), like job_cancel.
+WITH cancelled AS (
+    UPDATE pgq.jobs
+    SET state = 'cancelled', finished_at = now()
+    WHERE state IN ('scheduled', 'queued', 'retrying')
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+      AND (%(task)s::text IS NULL OR task = %(task)s)
+    RETURNING id
+)
+SELECT count(*)::int AS jobs FROM cancelled;
+
+-- name: queue_pause
+-- Pause a queue: the claim gives nothing from it until it is resumed (running jobs
+-- finish). Creates the queue's row when it has none; pausing twice keeps the first time.
+INSERT INTO pgq.queues AS q (queue, paused_at)
+VALUES (%(queue)s, now())
+ON CONFLICT (queue) DO UPDATE SET paused_at = coalesce(q.paused_at, now()), updated_at = now()
+RETURNING queue, paused_at;
+
+-- name: queue_resume
+-- Resume a queue (a no-op when it is not paused) and wake its workers at once: the
+-- notification is delivered at commit, with the queue visible as resumed.
+WITH resumed AS (
+    UPDATE pgq.queues SET paused_at = NULL, updated_at = now()
+    WHERE queue = %(queue)s AND paused_at IS NOT NULL
+    RETURNING queue
+)
+SELECT %(queue)s::text AS queue, NULL::timestamptz AS paused_at,
+       pg_notify('pgq_jobs', %(queue)s) IS NULL AS notified, (SELECT count(*) FROM resumed) AS resumed;
+
+-- name: queue_paused_list
+-- The paused queues, with the time each was paused.
+SELECT queue, paused_at FROM pgq.queues WHERE paused_at IS NOT NULL ORDER BY queue;
+
+-- name: bench_dashboard_fill
+-- benchmarks/dashboard.py: %(n)s jobs shaped like a busy week: 5 queues, 10 tasks;
+-- 97%% succeeded and 1%% failed (finished over the last 7 days, runs of 0-3 s), 1%% queued,
+-- 0.5%% scheduled, 0.5%% cancelled. One statement, no trigger work per row beyond INSERT's.
+INSERT INTO pgq.jobs (queue, task, args, state, run_at, attempt, max_attempts, result, errors,
+                      created_at, started_at, finished_at)
+SELECT 'q' || (i %% 5), 'task_' || (i %% 10), jsonb_build_object('n', i), s.state,
+       CASE WHEN s.state = 'scheduled' THEN now() + interval '1 day' ELSE s.finished - interval '5 s' END,
+       CASE WHEN s.state IN ('succeeded', 'failed') THEN 1 ELSE 0 END, 1,
+       CASE WHEN s.state = 'succeeded' THEN jsonb_build_object('ok', i) END,
+       CASE WHEN s.state = 'failed' THEN jsonb_build_array(jsonb_build_object(
+           'attempt', 1, 'at', s.finished, 'type', 'TimeoutError', 'message', 'upstream timed out ' || (i %% 3),
+           'traceback', 'Traceback (most recent call last): ...')) ELSE '[]'::jsonb END,
+       s.finished - interval '10 s',
+       CASE WHEN s.state IN ('succeeded', 'failed') THEN s.finished - make_interval(secs => (i %% 300) / 100.0) END,
+       CASE WHEN s.state IN ('succeeded', 'failed', 'cancelled') THEN s.finished END
+FROM generate_series(1, %(n)s) AS i
+CROSS JOIN LATERAL (
+    SELECT CASE
+               WHEN i %% 1000 < 970 THEN 'succeeded'
+               WHEN i %% 1000 < 980 THEN 'failed'
+               WHEN i %% 1000 < 990 THEN 'queued'
+               WHEN i %% 1000 < 995 THEN 'scheduled'
+               ELSE 'cancelled' END AS state,
+           now() - make_interval(secs => (%(n)s - i) * 604800.0 / %(n)s) AS finished
+) AS s;

@@ -73,6 +73,9 @@ CREATE INDEX jobs_due_idx ON pgq.jobs (run_at) WHERE state IN ('scheduled', 'ret
 CREATE UNIQUE INDEX jobs_idempotency_key_idx ON pgq.jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
+-- Any job by its idempotency key, finished ones too (the dashboard's search).
+CREATE INDEX jobs_idempotency_key_any_idx ON pgq.jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+
 -- Listing and pruning finished jobs, and the "what is running where" question.
 CREATE INDEX jobs_finished_at_idx ON pgq.jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_running_idx ON pgq.jobs (worker_id) WHERE state = 'running';
@@ -94,18 +97,6 @@ CREATE TRIGGER jobs_notify_inserted
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION pgq.notify_jobs_inserted();
 
--- Per queue and state: how many jobs, and how long the oldest ready one has waited.
-CREATE VIEW pgq.queue_stats AS
-SELECT
-    queue,
-    state,
-    count(*) AS jobs,
-    CASE WHEN state = 'queued' THEN now() - min(run_at) END AS oldest_queued_age
-FROM pgq.jobs
-GROUP BY queue, state;
-
-COMMENT ON VIEW pgq.queue_stats IS 'Job counts per queue and state, with the age of the oldest ready job.';
-
 CREATE TABLE pgq.workers (
     id           text        PRIMARY KEY,
     host         text        NOT NULL,
@@ -113,10 +104,12 @@ CREATE TABLE pgq.workers (
     queues       text[]      NOT NULL,
     concurrency  integer     NOT NULL CHECK (concurrency >= 1),
     started_at   timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    schedules    text[]      NOT NULL DEFAULT '{}'
 );
 
 COMMENT ON TABLE pgq.workers IS 'One row per live worker process, refreshed by its heartbeat; stale rows are removed by the leader.';
+COMMENT ON COLUMN pgq.workers.schedules IS 'The schedules this worker''s app declares; a schedule no live worker declares does not run.';
 
 -- At most one row per name: the worker holding an unexpired lease runs that
 -- maintenance. A lease (not an advisory lock) survives PgBouncer transaction pooling.
@@ -137,6 +130,7 @@ CREATE TABLE pgq.queues (
     -- that length ever holds more than rate_limit starts.
     recent_starts timestamptz[] NOT NULL DEFAULT '{}',
     updated_at    timestamptz NOT NULL DEFAULT now(),
+    paused_at     timestamptz,
 
     CONSTRAINT queues_queue_valid CHECK (queue ~ '^[A-Za-z0-9_.:-]{1,128}$'),
     CONSTRAINT queues_max_running_valid CHECK (max_running IS NULL OR max_running >= 1),
@@ -146,6 +140,24 @@ CREATE TABLE pgq.queues (
 );
 
 COMMENT ON TABLE pgq.queues IS 'Per-queue limits: at most max_running jobs running, at most rate_limit starts per rate_period. Change at runtime.';
+COMMENT ON COLUMN pgq.queues.paused_at IS 'When the queue was paused (NULL: not paused); workers claim nothing from a paused queue.';
+
+-- Per queue and state: how many jobs, how long the oldest ready one has waited, and
+-- whether the queue is paused.
+CREATE VIEW pgq.queue_stats AS
+SELECT
+    s.queue,
+    s.state,
+    s.jobs,
+    s.oldest_queued_age,
+    EXISTS (SELECT 1 FROM pgq.queues AS q WHERE q.queue = s.queue AND q.paused_at IS NOT NULL) AS paused
+FROM (
+    SELECT queue, state, count(*) AS jobs, CASE WHEN state = 'queued' THEN now() - min(run_at) END AS oldest_queued_age
+    FROM pgq.jobs
+    GROUP BY queue, state
+) AS s;
+
+COMMENT ON VIEW pgq.queue_stats IS 'Job counts per queue and state, with the age of the oldest ready job and whether the queue is paused.';
 
 
 -- Every change of a job's state or progress is announced on pgq_job_events, for the
@@ -187,6 +199,7 @@ CREATE TABLE pgq.schedules (
     last_run_at   timestamptz,
     last_job_id   bigint,
     updated_at    timestamptz NOT NULL DEFAULT now(),
+    declared_at   timestamptz NOT NULL DEFAULT now(),
 
     CONSTRAINT schedules_name_valid CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$'),
     CONSTRAINT schedules_task_valid CHECK (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$'),
@@ -203,6 +216,23 @@ COMMENT ON TABLE pgq.schedules IS 'Periodic jobs: the leader enqueues task when 
 COMMENT ON COLUMN pgq.schedules.next_run_at IS 'The next tick (UTC); the run enqueued for it has run_at = this tick.';
 COMMENT ON COLUMN pgq.schedules.last_run_at IS 'The tick of the last run enqueued; last_job_id is its job.';
 COMMENT ON COLUMN pgq.schedules.missed IS 'After downtime: run_once (one catch-up run for the latest missed tick) or skip.';
+COMMENT ON COLUMN pgq.schedules.declared_at IS 'When a worker last declared this schedule (registration, or its last declaring worker leaving).';
+
+-- Every schedule with the live workers that declare it: orphaned ones are not run.
+CREATE VIEW pgq.schedule_status AS
+SELECT
+    s.*,
+    coalesce(d.workers, '{}') AS declared_by,
+    d.workers IS NULL AS orphaned,
+    greatest(s.declared_at, d.last_beat) AS last_declared_at
+FROM pgq.schedules AS s
+LEFT JOIN LATERAL (
+    SELECT array_agg(w.id ORDER BY w.id) AS workers, max(w.heartbeat_at) AS last_beat
+    FROM pgq.workers AS w
+    WHERE s.name = ANY(w.schedules)
+) AS d ON true;
+
+COMMENT ON VIEW pgq.schedule_status IS 'Schedules with the live workers declaring them; an orphaned one (no live worker) is not run.';
 
 -- The claim: one call, one round trip (see job_claim in queries.sql). In a VOLATILE
 -- PL/pgSQL function each statement takes a new snapshot, so the claim that follows
@@ -210,11 +240,15 @@ COMMENT ON COLUMN pgq.schedules.missed IS 'After downtime: run_once (one catch-u
 CREATE FUNCTION pgq.claim_jobs(claim_queues text[], claim_limit integer, claim_worker text)
 RETURNS SETOF pgq.jobs
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    claim_at timestamptz;
 BEGIN
-    -- Limited queues only (unlimited ones take no lock): claimers of such a queue
-    -- wait here for each other, and the claim below then sees the previous one's starts.
+    -- Limited or paused queues only (the others take no lock): claimers of such a
+    -- queue wait here for each other, and the claim below then sees the previous one's
+    -- starts. With no paused queue this is the same single lookup as without pausing.
     PERFORM 1 FROM pgq.queues AS l
-    WHERE l.queue = ANY(claim_queues) AND (l.max_running IS NOT NULL OR l.rate_limit IS NOT NULL)
+    WHERE l.queue = ANY(claim_queues)
+      AND (l.max_running IS NOT NULL OR l.rate_limit IS NOT NULL OR l.paused_at IS NOT NULL)
     ORDER BY l.queue
     FOR UPDATE;
     -- Best priority (lowest number) first, then oldest run_at, then id. The attempt is
@@ -237,18 +271,21 @@ BEGIN
         RETURNING j.*;
         RETURN;
     END IF;
-    -- Several queues, or limits: a queue with limits gets no more than its free
-    -- running slots and its remaining start rate.
+    -- The clock is read after the lock, never now(): claimers then stamp in the order
+    -- they hold the lock, and each one counts every start made before it.
+    claim_at := clock_timestamp();
+    -- Several queues, limits or a pause: a paused queue gets nothing, a limited one no
+    -- more than its free running slots and its remaining start rate.
     RETURN QUERY
     WITH allowance AS (
         SELECT q.name,
-            least(
+            CASE WHEN l.paused_at IS NOT NULL THEN 0 ELSE least(
                 claim_limit,
                 CASE WHEN l.max_running IS NULL THEN claim_limit ELSE l.max_running - (
                     SELECT count(*) FROM pgq.jobs AS r WHERE r.state = 'running' AND r.queue = q.name) END,
                 CASE WHEN l.rate_limit IS NULL THEN claim_limit ELSE l.rate_limit - (
-                    SELECT count(*) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > now() - l.rate_period) END
-            ) AS slots
+                    SELECT count(*) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > claim_at - l.rate_period) END
+            ) END AS slots
         FROM unnest(claim_queues) AS q(name)
         LEFT JOIN pgq.queues AS l ON l.queue = q.name
     ), candidates AS (
@@ -266,17 +303,20 @@ BEGIN
         LIMIT claim_limit
     ), claimed AS (
         UPDATE pgq.jobs AS j
-        SET state = 'running', attempt = j.attempt + 1, started_at = now(), heartbeat_at = now(),
+        SET state = 'running', attempt = j.attempt + 1, started_at = claim_at, heartbeat_at = claim_at,
             worker_id = claim_worker, progress = NULL
         FROM candidates
         WHERE j.id = candidates.id
         RETURNING j.*
     ), rate_counted AS (
         -- Rate-limited queues remember these starts (and forget those out of the window).
+        -- They are remembered at the clock after the rows changed (the aggregate over
+        -- claimed waits for the whole update), so a start stays in the window for a
+        -- full period after the moment the job really turned running.
         UPDATE pgq.queues AS l
         SET recent_starts = coalesce(
-                (SELECT array_agg(s.at) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > now() - l.rate_period),
-                '{}') || array_fill(now(), ARRAY[n.started])
+                (SELECT array_agg(s.at) FROM unnest(l.recent_starts) AS s(at) WHERE s.at > claim_at - l.rate_period),
+                '{}') || array_fill(clock_timestamp(), ARRAY[n.started])
         FROM (SELECT queue, count(*)::int AS started FROM claimed GROUP BY queue) AS n
         WHERE l.queue = n.queue AND l.rate_limit IS NOT NULL
     )

@@ -33,6 +33,8 @@ class Identity:
     pid: int
     queues: Sequence[str]
     concurrency: int
+    schedules: Sequence[str] = ()
+    """The schedules its app declares (a schedule no live worker declares is orphaned)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class Heartbeat:
                 pid=me.pid,
                 queues=me.queues,
                 concurrency=me.concurrency,
+                schedules=me.schedules,
                 job_ids=ids,
             )
         self.outage.ok(WHAT)

@@ -11,6 +11,11 @@ A tick that is due but at most ``grace`` late (a busy leader, a leader change) i
 enqueued like any other, so none is lost. Ticks older than that were missed while
 nothing ran: ``run_once`` enqueues one catch-up run for the latest of them,
 ``skip`` drops them and waits for the next tick.
+
+A schedule runs only while a live worker declares it (its app's name list on its
+``pgq.workers`` row): the leader of another app must not enqueue runs that no worker
+can execute. Such an orphan waits, and catches up by its ``missed`` policy when a
+worker of its app comes back.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class Scheduler:
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], *, grace: dt.timedelta = GRACE) -> None:
         self.pool = pool
         self.grace = grace
+        self._orphans_logged: set[str] = set()
 
     async def register(self, schedules: Iterable[Schedule], tasks: Mapping[str, Task]) -> list[str]:
         """Write this app's schedules to pgq.schedules; returns the names inserted or changed.
@@ -168,7 +174,23 @@ class Scheduler:
                 if step.run_at is not None:
                     enqueued.append(EnqueuedRun(schedule.name, step.run_at, job_id))
             due = await (await conn.execute(QUERIES["schedule_next_due_in"], {"exclude": broken})).fetchone()
+            orphans = await (await conn.execute(QUERIES["schedule_orphaned_due"])).fetchall()
+        self._log_orphans(orphans)
         return ScheduleReport(enqueued=enqueued, wake_in=due[0] if due else None)
+
+    def _log_orphans(self, orphans: list[tuple[Any, ...]]) -> None:
+        """Say once per schedule that it is skipped because no live worker declares it."""
+        for name, task, declared_at in orphans:
+            if name not in self._orphans_logged:
+                log.warning(
+                    "schedule %s (task %s) is declared by no live worker since %s: not run until a worker of its "
+                    "app starts (`pgq schedules delete %s` removes it)",
+                    name,
+                    task,
+                    declared_at.isoformat(),
+                    name,
+                )
+        self._orphans_logged = {row[0] for row in orphans}
 
     @staticmethod
     async def _enqueue(conn: psycopg.AsyncConnection[Any], schedule: Schedule, tick: dt.datetime) -> int | None:

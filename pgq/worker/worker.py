@@ -136,7 +136,7 @@ class Worker:
         """Work until ``stop()`` (or SIGTERM/SIGINT when run in the main thread)."""
         dsn, s = self.app.dsn, self.settings
         self._pool = pool = await open_pool(dsn, s)
-        identity = Identity(self.id, self.host, self.pid, self.queues, s.concurrency)
+        identity = Identity(self.id, self.host, self.pid, self.queues, s.concurrency, sorted(self.app.schedules))
         heartbeat = Heartbeat(pool, identity, self.jobs, s.heartbeat_interval, self.outage)
         await heartbeat.run_once()  # registered in pgq.workers before the first claim
         self._hand_back = HandBack(pool, self.id)

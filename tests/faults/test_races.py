@@ -109,7 +109,7 @@ def test_10000_jobs_4_processes_concurrency_20_each_executed_exactly_once(
 def test_heartbeat_skips_a_row_another_transaction_holds_instead_of_waiting(dsn: str) -> None:
     # A heartbeat that waited on row locks could deadlock with the worker's own outcome
     # batch; it must neither wait nor report a held job as lost.
-    beat = {"worker_id": "w1", "host": "h", "pid": 1, "queues": ["default"], "concurrency": 2}
+    beat = {"worker_id": "w1", "host": "h", "pid": 1, "queues": ["default"], "concurrency": 2, "schedules": []}
     with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn, autocommit=True) as holder:
         held = _running_stale_job(conn)
         conn.execute("INSERT INTO pgq.jobs (task) VALUES ('noop')")

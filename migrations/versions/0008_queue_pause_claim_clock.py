@@ -1,0 +1,24 @@
+"""Queue pause (pgq.queues.paused_at) and claim times taken after the lock.
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migrations._sql import run_sql_file
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file(Path(__file__).with_suffix(".sql"))
+
+
+def downgrade() -> None:
+    raise NotImplementedError("pgq does not downgrade: restore a backup instead")
