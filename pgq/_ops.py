@@ -21,8 +21,9 @@ from pgq._queries import QUERIES
 from pgq.errors import JobNotFoundError, JobStateError, PgqError, ScheduleNotFoundError
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.monitoring import EXACT_FINAL_COUNT_ROWS, QueueStats, WorkerInfo
+from pgq.names import check_queue_name, check_task_name
 from pgq.schedule import ScheduleState
-from pgq.task import TaskOptions, check_queue_name, check_task_name
+from pgq.task import TaskOptions
 
 Row = dict[str, Any]
 

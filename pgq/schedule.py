@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pgq import _json, _ticks
 from pgq.errors import ConfigError
-from pgq.task import TaskOptions, check_queue_name, check_task_name
+from pgq.names import check_queue_name, check_task_name
+from pgq.task import TaskOptions
 
 Missed = Literal["run_once", "skip"]
 """After downtime: one catch-up run for the latest missed tick, or none."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, TypeVar, get_args
 
 from pgq.errors import ConfigError
-from pgq.task import check_queue_name
+from pgq.names import check_queue_name
 
 _T = TypeVar("_T")
 

@@ -4,49 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tenacity.wait import wait_base
 
 from pgq.job import Job
+from pgq.names import QUEUE_NAME, TASK_NAME, check_queue_name, check_task_name
 from pgq.retry import as_wait
 
-if TYPE_CHECKING:
-    from pgq.app import App
-
-TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,254}$")
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+__all__ = ["QUEUE_NAME", "TASK_NAME", "Task", "TaskOptions", "check_queue_name", "check_task_name"]
 
 
-_ACCEPTED_TASKS: set[str] = set()
-_ACCEPTED_QUEUES: set[str] = set()
-_ACCEPTED_MAX = 10_000
-"""Names already checked, so that enqueueing the same few names skips the regex."""
+class Enqueuer(Protocol):
+    """What a task needs of its app (``pgq.App``), named here so that this module
+    does not import the app, which imports it."""
 
+    async def enqueue(self, task: str, args: dict[str, Any]) -> Job: ...
 
-def check_task_name(name: str) -> str:
-    if type(name) is str and name in _ACCEPTED_TASKS:
-        return name
-    if not isinstance(name, str) or not TASK_NAME.match(name):
-        raise ValueError(
-            f"task name {name!r} is invalid: start with a letter or '_', then up to 254 "
-            "letters, digits, '_', '.', ':' or '-'"
-        )
-    if len(_ACCEPTED_TASKS) < _ACCEPTED_MAX:
-        _ACCEPTED_TASKS.add(name)
-    return name
-
-
-def check_queue_name(queue: str) -> str:
-    if type(queue) is str and queue in _ACCEPTED_QUEUES:
-        return queue
-    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
-        raise ValueError(f"queue name {queue!r} is invalid: use 1-128 letters, digits, '_', '.', ':' or '-'")
-    if len(_ACCEPTED_QUEUES) < _ACCEPTED_MAX:
-        _ACCEPTED_QUEUES.add(queue)
-    return queue
+    def enqueue_sync(self, task: str, args: dict[str, Any]) -> Job: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,7 +48,7 @@ class TaskOptions:
 class Task:
     """What ``@app.task`` returns. Calling it runs the function directly (handy in tests)."""
 
-    def __init__(self, app: App, fn: Callable[..., Any], name: str, options: TaskOptions) -> None:
+    def __init__(self, app: Enqueuer, fn: Callable[..., Any], name: str, options: TaskOptions) -> None:
         self.app = app
         self.fn = fn
         self.name = check_task_name(name)

@@ -127,4 +127,6 @@ def success_params(job_id: int, attempt: int, worker_id: str, result: str = "1")
         "results": [result],
         "errors": [None],
         "retry_in": [None],
+        "percents": [None],
+        "messages": [None],
     }

@@ -127,10 +127,15 @@ SET state = CASE
     heartbeat_at = NULL,
     worker_id = CASE WHEN o.kind = 'failed' THEN NULL ELSE j.worker_id END,
     errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(
-        jsonb_build_object('attempt', j.attempt, 'at', now()) || o.error::jsonb) END
+        jsonb_build_object('attempt', j.attempt, 'at', now()) || o.error::jsonb) END,
+    -- The task's latest progress report when it was not written yet (it came too soon
+    -- after the previous one): it lands with the outcome, never after it.
+    progress = CASE WHEN o.percent IS NULL THEN j.progress ELSE jsonb_build_object(
+        'percent', o.percent, 'message', o.message, 'at', now()) END
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(kinds)s::text[],
-            %(results)s::text[], %(errors)s::text[], %(retry_in)s::float8[])
-    AS o(id, attempt, kind, result, error, retry_in)
+            %(results)s::text[], %(errors)s::text[], %(retry_in)s::float8[],
+            %(percents)s::float8[], %(messages)s::text[])
+    AS o(id, attempt, kind, result, error, retry_in, percent, message)
 WHERE j.id = o.id AND j.state = 'running' AND j.attempt = o.attempt AND j.worker_id = %(worker_id)s
 RETURNING j.id, j.state;
 

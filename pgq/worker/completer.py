@@ -14,6 +14,7 @@ rescue, never in a silently dropped result.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -29,15 +30,18 @@ from tenacity import (
 )
 
 from pgq import _json
-from pgq._queries import QUERIES
+from pgq.db import jobs
 from pgq.job import Job
 from pgq.worker.executor import Outcome
+
+log = logging.getLogger("pgq.worker")
 
 WRITE_RETRY_SECONDS = 300.0
 """How long a batch keeps being retried through an outage before its jobs are left to the rescuer."""
 
 
-_Pending = tuple[Job, Outcome]
+Progress = tuple[float, str | None]
+_Pending = tuple[Job, Outcome, Progress | None]
 
 
 def _kind(outcome: Outcome) -> str:
@@ -86,10 +90,11 @@ class Completer:
         """Outcomes waiting for the writer (the worker claims nothing while this is a full batch)."""
         return len(self._queue)
 
-    def submit(self, job: Job, outcome: Outcome) -> None:
-        """Queue an outcome. ``on_recorded(job, outcome, accepted)`` follows once it is
-        written (accepted False: rejected as late); ``on_lost`` if the writes gave up."""
-        self._queue.append((job, outcome))
+    def submit(self, job: Job, outcome: Outcome, progress: Progress | None = None) -> None:
+        """Queue an outcome, with the task's latest progress report if it is not written
+        yet. ``on_recorded(job, outcome, accepted)`` follows once it is written
+        (accepted False: rejected as late); ``on_lost`` if the writes gave up."""
+        self._queue.append((job, outcome, progress))
         self._ready.set()
 
     async def run(self) -> None:
@@ -106,7 +111,7 @@ class Completer:
 
     def unwritten(self) -> list[int]:
         """Ids of jobs whose outcome is still queued."""
-        return [job.id for job, _ in self._queue]
+        return [job.id for job, _, _ in self._queue]
 
     async def flush(self) -> None:
         """Write everything queued now, a batch at a time."""
@@ -124,24 +129,46 @@ class Completer:
                 for item in batch:
                     await self._write_batch([item])
                 return
-            for job, _ in batch:
+            for job, _, _ in batch:
                 self._on_lost(job, exc)
             return
-        for job, outcome in batch:
+        for job, outcome, _ in batch:
             self._on_recorded(job, outcome, job.id in accepted)
 
     async def _write(self, batch: list[_Pending]) -> set[int]:
-        params = {
-            "worker_id": self.worker_id,
-            "ids": [job.id for job, _ in batch],
-            "attempts": [job.attempt for job, _ in batch],
-            "kinds": [_kind(outcome) for _, outcome in batch],
-            "results": [_json.dumps(outcome.result) if outcome.succeeded else None for _, outcome in batch],
-            "errors": [None if outcome.error is None else _json.dumps(outcome.error) for _, outcome in batch],
-            "retry_in": [outcome.retry_in for _, outcome in batch],
-        }
+        rows = [_row(job, outcome, progress) for job, outcome, progress in batch]
         async for attempt in self._retrying.copy():
             with attempt:
                 async with self.pool.connection() as conn:
-                    rows = await (await conn.execute(QUERIES["job_record_outcomes"], params)).fetchall()
-        return {row[0] for row in rows}
+                    moved = await jobs.record_outcomes(conn, self.worker_id, rows)
+        return {m.id for m in moved}
+
+
+def _row(job: Job, outcome: Outcome, progress: Progress | None) -> jobs.OutcomeRow:
+    return jobs.OutcomeRow(
+        id=job.id,
+        attempt=job.attempt,
+        kind=_kind(outcome),
+        result=_json.dumps(outcome.result) if outcome.succeeded else None,
+        error=None if outcome.error is None else _json.dumps(outcome.error),
+        retry_in=outcome.retry_in,
+        percent=None if progress is None else progress[0],
+        message=None if progress is None else progress[1],
+    )
+
+
+def log_outcome(job: Job, outcome: Outcome) -> None:
+    """One line saying how a recorded attempt ended."""
+    where = f"job {job.id} {job.task} attempt {job.attempt}/{job.max_attempts}"
+    if outcome.succeeded:
+        log.info("%s succeeded", where)
+        return
+    if outcome.cancelled:
+        log.info("%s cancelled while running", where)
+        return
+    assert outcome.error is not None
+    error = f"{outcome.error['type']}: {outcome.error['message']}"
+    if outcome.retry_in is not None:
+        log.warning("%s failed (%s); retrying in %.1f s", where, error, outcome.retry_in)
+    else:
+        log.error("%s failed for good: %s", where, error)

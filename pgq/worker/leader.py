@@ -15,8 +15,8 @@ others, like the rescuer, keep to the interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -24,11 +24,13 @@ from typing import Any, Protocol, runtime_checkable
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import leases
+from pgq.worker.outage import Outage
 
 log = logging.getLogger("pgq.leader")
 
 LEASE_NAME = "maintenance"
+WHAT = "running maintenance"
 
 Duty = Callable[[], Awaitable[object]]
 
@@ -51,6 +53,7 @@ class Leadership:
         worker_id: str,
         interval: float,
         duties: Sequence[Duty],
+        outage: Outage | None = None,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -58,6 +61,7 @@ class Leadership:
         self.ttl = dt.timedelta(seconds=3 * interval)
         self.duties = list(duties)
         self.is_leader = False
+        self.outage = outage
         self._wake_at: dict[int, float] = {}
         """Duty index -> loop time at which it asked to run again before the next round."""
 
@@ -68,9 +72,7 @@ class Leadership:
         """
         loop = asyncio.get_running_loop()
         while True:
-            # A database outage is logged by the worker; the lease simply lapses meanwhile.
-            with contextlib.suppress(psycopg.OperationalError):
-                await self.tick()
+            await self._guarded(self.tick)
             next_round = loop.time() + self.interval
             while (now := loop.time()) < next_round:
                 early = min(self._wake_at.items(), key=lambda item: item[1], default=None)
@@ -78,14 +80,26 @@ class Leadership:
                     await asyncio.sleep(next_round - now)
                     break
                 await asyncio.sleep(max(0.0, early[1] - now))
-                with contextlib.suppress(psycopg.OperationalError):
-                    await self._run_duty(early[0])
+                await self._guarded(functools.partial(self._run_duty, early[0]))
+
+    async def _guarded(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run one step; a failure is reported (the lease simply lapses meanwhile) and
+        the loop goes on: only stopping the worker ends leadership."""
+        try:
+            await step()
+        except Exception as exc:
+            if self.outage is not None:
+                self.outage.failed(WHAT, exc)
+            elif not isinstance(exc, psycopg.OperationalError):
+                log.exception("maintenance round failed; it runs again next interval")
+            return
+        if self.outage is not None:
+            self.outage.ok(WHAT)
 
     async def tick(self) -> None:
         """One round: acquire or renew, then run the duties if leading."""
-        params = {"name": LEASE_NAME, "worker_id": self.worker_id, "ttl": self.ttl}
         async with self.pool.connection() as conn:
-            held = await (await conn.execute(QUERIES["lease_acquire"], params)).fetchone() is not None
+            held = await leases.acquire(conn, LEASE_NAME, self.worker_id, self.ttl) is not None
         if held != self.is_leader:
             self.is_leader = held
             log.info("worker %s %s the maintenance leader", self.worker_id, "is now" if held else "is no longer")

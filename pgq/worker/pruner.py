@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
-from typing import Any, LiteralString
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import jobs
 from pgq.settings import Settings
 
 log = logging.getLogger("pgq.pruner")
@@ -54,12 +56,12 @@ class Pruner:
         async with self.pool.connection() as conn:
             for state, keep in self.retention.items():
                 if keep is not None:
-                    params = {"state": state, "older_than": dt.timedelta(seconds=keep), "limit": _BATCH}
-                    deleted[state] = await _batches(conn, QUERIES["job_prune_finished"], params)
+                    older_than = dt.timedelta(seconds=keep)
+                    deleted[state] = await _batches(functools.partial(jobs.prune_finished, conn, state, older_than))
             cleared = 0
             if self.result_ttl is not None:
-                params = {"older_than": dt.timedelta(seconds=self.result_ttl), "limit": _BATCH}
-                cleared = await _batches(conn, QUERIES["job_clear_old_results"], params)
+                older_than = dt.timedelta(seconds=self.result_ttl)
+                cleared = await _batches(functools.partial(jobs.clear_old_results, conn, older_than))
             vacuumed = await self._vacuum_if_nobody_does(conn)
         if any(deleted.values()) or cleared:
             log.info("pruned finished jobs %s; cleared %d old results", deleted, cleared)
@@ -69,25 +71,24 @@ class Pruner:
         """With autovacuum off server-wide, dead rows would pile up forever: vacuum here."""
         if self._vacuum_denied:
             return False
-        check = await conn.execute(QUERIES["jobs_needs_manual_vacuum"], {"min_dead": _MANUAL_VACUUM_DEAD_ROWS})
-        needed, allowed = await check.fetchone() or (False, False)
-        if not needed:
+        need = await jobs.needs_manual_vacuum(conn, _MANUAL_VACUUM_DEAD_ROWS)
+        if not need.needed:
             return False
-        if not allowed:
+        if not need.allowed:
             self._vacuum_denied = True
             log.warning("autovacuum is off and this worker may not VACUUM pgq.jobs: the table will bloat")
             return False
-        await conn.execute(QUERIES["jobs_vacuum"])
+        await jobs.vacuum(conn)
         log.info("autovacuum is off on this server: vacuumed pgq.jobs")
         return True
 
 
-async def _batches(conn: psycopg.AsyncConnection[Any], query: LiteralString, params: dict[str, Any]) -> int:
+async def _batches(statement: Callable[[int], Awaitable[int]]) -> int:
     """Run a batched statement until a batch comes back short; rows affected in all."""
     total = 0
     for _ in range(_MAX_BATCHES):
-        cursor = await conn.execute(query, params)
-        total += cursor.rowcount
-        if cursor.rowcount < _BATCH:
+        count = await statement(_BATCH)
+        total += count
+        if count < _BATCH:
             break
     return total

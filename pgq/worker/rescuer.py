@@ -7,6 +7,13 @@ job that kills every worker it touches still ends `failed`), to `failed` when it
 the last attempt, or to `cancelled` when a cancel was waiting. A rescued attempt
 that turns out to be alive can no longer record anything: completion writes are
 guarded by (id, attempt, worker, state running).
+
+After an outage the dead may only be slow: every worker's heartbeat is late, and its
+queued outcomes are still being retried. So once the database is back, the rescuer
+judges no one until every live worker has had a full rescue lease of database to
+heartbeat in (at least twice), counted from the moment the slowest pool may reconnect
+(``Outage.settled_in``): a job that finished during the outage is then recorded, not
+rescued.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq._queries import QUERIES
+from pgq.db import jobs, workers
+from pgq.worker.outage import Outage
 
 log = logging.getLogger("pgq.rescuer")
 
@@ -31,28 +39,47 @@ class RescueReport:
     jobs: list[tuple[int, str]]
     """(job id, the state it was moved to), in id order."""
     dead_workers: list[str]
+    held_back: float = 0.0
+    """Seconds until the rescuer judges again after an outage (0: it judged now)."""
 
 
 class Rescuer:
-    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], rescue_after: float) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        rescue_after: float,
+        outage: Outage | None = None,
+    ) -> None:
         self.pool = pool
+        self.rescue_after = rescue_after
         self.lease = dt.timedelta(seconds=rescue_after)
+        self.outage = outage
+        self._said_held = False
 
     async def run_once(self) -> RescueReport:
-        """Rescue every stale job (in batches of 500) and remove dead workers' rows."""
+        """Rescue every stale job (in batches of 500) and remove dead workers' rows,
+        unless the database came back less than a rescue lease ago."""
+        if self.outage is not None and (wait := self.outage.settled_in(self.rescue_after)) > 0:
+            if not self._said_held:
+                self._said_held = True
+                log.warning(
+                    "rescue held back for %.1f s: the database was unreachable, so every worker's heartbeat "
+                    "is late; live workers get time to reconnect and a full rescue lease (%s s) to check in",
+                    wait,
+                    self.rescue_after,
+                )
+            return RescueReport(jobs=[], dead_workers=[], held_back=wait)
+        self._said_held = False
         rescued: list[tuple[int, str]] = []
         async with self.pool.connection() as conn:
             while True:
-                rows = await (
-                    await conn.execute(QUERIES["job_rescue_stale"], {"lease": self.lease, "limit": _BATCH})
-                ).fetchall()
-                for job_id, state, lost_worker, _ in rows:
-                    log.warning("job %d rescued from silent worker %s: now %s", job_id, lost_worker, state)
-                rescued.extend((job_id, state) for job_id, state, _, _ in rows)
+                rows = await jobs.rescue_stale(conn, self.lease, _BATCH)
+                for row in rows:
+                    log.warning("job %d rescued from silent worker %s: now %s", row.id, row.lost_worker, row.state)
+                rescued.extend((row.id, row.state) for row in rows)
                 if len(rows) < _BATCH:
                     break
-            pruned = await conn.execute(QUERIES["worker_prune_dead"], {"lease": self.lease})
-            dead = [row[0] for row in await pruned.fetchall()]
+            dead = await workers.prune_dead(conn, self.lease)
         if dead:
             log.warning("removed %d dead worker(s): %s", len(dead), ", ".join(dead))
         return RescueReport(jobs=rescued, dead_workers=dead)

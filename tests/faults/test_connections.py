@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -74,18 +71,6 @@ def count_rows_activity(dsn: str, application_name: str) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-@pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[Any]:
-    """A PostgreSQL of this test's own (pgserver's binaries), so restarting it harms no one."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
-
-        server = get_server(tmp_path / "pgdata", cleanup_mode="delete")
-    yield server
-    server.cleanup()
 
 
 def test_postgres_restart_under_load_loses_nothing(private_server: Any, start_worker: WorkerProcesses) -> None:

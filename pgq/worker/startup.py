@@ -1,0 +1,45 @@
+"""What a worker needs before its first claim: its settings (the app's, with the
+worker's own keyword arguments on top) and a connection pool to a migrated database."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from pgq import _db
+from pgq.app import App
+from pgq.errors import ConfigError
+from pgq.settings import Settings
+
+
+def worker_settings(app: App, *, queues: Sequence[str] | None = None, **given: Any) -> Settings:
+    """Validated settings for a worker of ``app``; a keyword left None keeps the app's value."""
+    if not app.tasks:
+        raise ConfigError("the app has no tasks registered: a worker for it could only fail jobs")
+    base = app.settings
+    return dataclasses.replace(
+        base,
+        queues=tuple(queues) if queues else (base.queues or app.task_queues()),
+        **{name: value for name, value in given.items() if value is not None},
+    )  # replace() runs Settings validation on the merged values
+
+
+async def open_pool(dsn: str, settings: Settings) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+    """Check the schema revision first (a clear error beats failing claims), then open
+    the worker's pool (the slots, plus the completer and the heartbeat), preparing
+    statements only where that works (not through a transaction-mode pooler)."""
+    prepare = await _db.open_checked_async(dsn, settings.prepared_statements)
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=settings.pool_size or min(settings.concurrency + 2, 10),
+        open=False,
+        kwargs=_db.pool_kwargs(prepare, "pgq-worker"),
+        name="pgq-worker",
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
