@@ -1,5 +1,5 @@
 """pgq's HTTP API (Starlette). ``create_app()`` returns an ASGI app to serve or mount."""
 
-from api.app import create_app
+from pgq.api.app import create_app
 
 __all__ = ["create_app"]

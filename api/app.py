@@ -19,13 +19,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api import jobs, live, openapi, queues, status, ui, watch
-from api.auth import Auth
-from api.config import ApiSettings
-from api.errors import EXCEPTION_HANDLERS, catch_unexpected
-from api.events import JobEvents
-from api.metrics import Metrics
-from api.subscriptions import DEFAULT_BUFFER
+from pgq.api import jobs, live, openapi, queues, status, ui, watch
+from pgq.api.auth import Auth
+from pgq.api.config import ApiSettings
+from pgq.api.errors import EXCEPTION_HANDLERS, catch_unexpected
+from pgq.api.events import JobEvents
+from pgq.api.metrics import Metrics
+from pgq.api.subscriptions import DEFAULT_BUFFER
 
 log = logging.getLogger("pgq.api")
 

@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from api.config import ApiSettings
-from api.errors import ApiError
+from pgq.api.config import ApiSettings
+from pgq.api.errors import ApiError
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from api.errors import ApiError
+from pgq.api.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from api.subscriptions import BULK_INSERT, DEFAULT_BUFFER, RECONNECTED, EventFilter, JobChange, Subscription
 from pgq._queries import QUERIES
+from pgq.api.subscriptions import BULK_INSERT, DEFAULT_BUFFER, RECONNECTED, EventFilter, JobChange, Subscription
 from pgq.errors import DatabaseUnavailableError
 from pgq.listen import ListenClient
 

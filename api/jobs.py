@@ -10,9 +10,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api.auth import Auth, Scope
-from api.body import MAX_JOB_ID, job_id, library_refused, read_json, read_query
-from api.schemas import EnqueueRequest, ListQuery
+from pgq.api.auth import Auth, Scope
+from pgq.api.body import MAX_JOB_ID, job_id, library_refused, read_json, read_query
+from pgq.api.schemas import EnqueueRequest, ListQuery
 
 
 def encode_cursor(before_id: int) -> str:

@@ -26,14 +26,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api.auth import Auth, Scope
-from api.body import invalid
-from api.errors import ApiError
-from api.events import JobEvents
-from api.schemas import EventsQuery
-from api.sse import PING, PING_SECONDS, EventStream
-from api.stall import SendGuard
-from api.subscriptions import EventFilter, JobChange, Subscription, resync_sse, resync_ws
+from pgq.api.auth import Auth, Scope
+from pgq.api.body import invalid
+from pgq.api.errors import ApiError
+from pgq.api.events import JobEvents
+from pgq.api.schemas import EventsQuery
+from pgq.api.sse import PING, PING_SECONDS, EventStream
+from pgq.api.stall import SendGuard
+from pgq.api.subscriptions import EventFilter, JobChange, Subscription, resync_sse, resync_ws
 from pgq.errors import DatabaseUnavailableError
 
 log = logging.getLogger("pgq.api")

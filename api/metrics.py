@@ -18,9 +18,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pgq
-from api.auth import Auth
-from api.auth import Scope as AuthScope
-from api.subscriptions import JobChange
+from pgq.api.auth import Auth
+from pgq.api.auth import Scope as AuthScope
+from pgq.api.subscriptions import JobChange
 from pgq.monitoring import QueueStats
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from api import schemas
+from pgq.api import schemas
 
 _REF = "#/components/schemas/{model}"
 

@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api.auth import Auth, Scope
-from api.errors import ApiError
+from pgq.api.auth import Auth, Scope
+from pgq.api.errors import ApiError
 from pgq.task import QUEUE_NAME
 
 

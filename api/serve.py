@@ -15,9 +15,9 @@ from types import FrameType
 import uvicorn
 
 import pgq
-from api.app import create_app
-from api.config import ApiSettings, is_loopback
-from api.events import JobEvents
+from pgq.api.app import create_app
+from pgq.api.config import ApiSettings, is_loopback
+from pgq.api.events import JobEvents
 from pgq.errors import ConfigError
 
 log = logging.getLogger("pgq.api")

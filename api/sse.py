@@ -19,8 +19,8 @@ from contextlib import AbstractContextManager
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api.stall import SendGuard
-from api.subscriptions import Subscription
+from pgq.api.stall import SendGuard
+from pgq.api.subscriptions import Subscription
 
 log = logging.getLogger("pgq.api")
 

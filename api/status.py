@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api.auth import Auth, Scope
 from pgq import _db
+from pgq.api.auth import Auth, Scope
 
 log = logging.getLogger("pgq.api")
 

@@ -25,14 +25,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from api.auth import Auth, Scope
-from api.body import job_id, read_query
-from api.events import JobEvents
-from api.schemas import WaitQuery
-from api.sse import PING, PING_SECONDS, Body, EventStream
-from api.subscriptions import Resync, Subscription, sse
 from pgq import _ops
 from pgq._queries import QUERIES
+from pgq.api.auth import Auth, Scope
+from pgq.api.body import job_id, read_query
+from pgq.api.events import JobEvents
+from pgq.api.schemas import WaitQuery
+from pgq.api.sse import PING, PING_SECONDS, Body, EventStream
+from pgq.api.subscriptions import Resync, Subscription, sse
 from pgq.job import FINAL_STATES, Job
 
 

@@ -29,11 +29,11 @@ import psycopg
 from psycopg.rows import dict_row
 
 import pgq
-from api import create_app
-from api.config import ApiSettings
-from api.ui import data
 from pgq import _ops
 from pgq._queries import QUERIES
+from pgq.api import create_app
+from pgq.api.config import ApiSettings
+from pgq.api.ui import data
 from pgq.bench.database import fresh_database
 
 LEASE = dt.timedelta(seconds=60)

@@ -336,7 +336,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from api.serve import serve
+    from pgq.api.serve import serve
 
     serve(args.host, args.port)
     return 0

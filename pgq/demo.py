@@ -47,7 +47,7 @@ class _Stoppable(Protocol):
 
 def _start_api(port: int) -> tuple[_Stoppable, asyncio.Task[None]] | None:
     """Serve the API for the example app in this event loop, or say why not."""
-    from api.serve import server_beside_worker
+    from pgq.api.serve import server_beside_worker
 
     try:
         sock = socket.create_server((API_HOST, port))  # bound here, so a taken port is a message, not an exit

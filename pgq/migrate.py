@@ -14,10 +14,10 @@ log = logging.getLogger("pgq.migrate")
 
 
 def _alembic_config(dsn: str) -> Config:
-    import migrations
+    import pgq.migrations
 
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(Path(pgq.migrations.__file__).parent))
     config.attributes["dsn"] = dsn
     return config
 

@@ -25,8 +25,8 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from starlette.applications import Starlette
 
 import pgq
-from api import create_app
-from api.config import ApiSettings
+from pgq.api import create_app
+from pgq.api.config import ApiSettings
 from pgq.migrate import migrate
 from tests.helpers import WorkerProcesses
 

@@ -24,8 +24,8 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 
 import pgq
-from api import create_app
-from api.events import JobEvents
+from pgq.api import create_app
+from pgq.api.events import JobEvents
 from tests.conftest import READ_TOKEN, api_settings
 
 

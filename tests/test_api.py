@@ -13,10 +13,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 
 import pgq
-from api import create_app
-from api.openapi import document
 from pgq import _ops
 from pgq._db import SCHEMA_HEAD
+from pgq.api import create_app
+from pgq.api.openapi import document
 from tests.conftest import WRITE, api_settings
 from tests.helpers import count_rows
 

@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 
 import pgq
-from api.events import JobEvents
+from pgq.api.events import JobEvents
 from tests.helpers import running_worker
 
 pytestmark = pytest.mark.anyio

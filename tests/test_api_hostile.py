@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import pgq
-from api import create_app
+from pgq.api import create_app
 from tests.conftest import READ, api_settings
 from tests.helpers import count_rows
 

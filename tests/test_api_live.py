@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 import pgq
-from api.schemas import JobChangeOut
+from pgq.api.schemas import JobChangeOut
 from tests.conftest import READ_TOKEN, WRITE, WRITE_TOKEN, api_settings
 from tests.live_clients import (
     Event,

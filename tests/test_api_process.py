@@ -45,7 +45,7 @@ def served_api(dsn: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen
         "PGQ_API_READ_TOKENS": READ_TOKEN,
         "PGQ_API_WRITE_TOKENS": WRITE_TOKEN,
     }
-    with open(tmp_path / "api.log", "wb") as out:
+    with open(tmp_path / "pgq.api.log", "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pgq", "api", "--port", str(port)], env=env, cwd=ROOT, stdout=out, stderr=out
         )
@@ -57,7 +57,7 @@ def served_api(dsn: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen
                 break
         except httpx.TransportError:
             pass
-        assert proc.poll() is None, (tmp_path / "api.log").read_text()
+        assert proc.poll() is None, (tmp_path / "pgq.api.log").read_text()
         assert time.monotonic() < deadline, "pgq api did not start"
         time.sleep(0.1)
     yield url, proc

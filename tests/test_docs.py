@@ -24,7 +24,7 @@ import pytest
 from starlette.routing import Route
 
 import pgq
-from api import create_app
+from pgq.api import create_app
 from pgq.cli import build_parser
 from tests.conftest import ROOT, api_settings, pgq_cli
 from tests.helpers import running_worker, wait_final

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 import pgq
-from api import create_app
+from pgq.api import create_app
 from tests.conftest import READ_TOKEN, WRITE, WRITE_TOKEN, api_settings, pgq_cli
 
 SETTINGS = settings(

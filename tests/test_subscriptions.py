@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from api.events import parse_change
-from api.subscriptions import OVERFLOW, RECONNECTED, EventFilter, JobChange, Subscription
+from pgq.api.events import parse_change
+from pgq.api.subscriptions import OVERFLOW, RECONNECTED, EventFilter, JobChange, Subscription
 
 pytestmark = pytest.mark.anyio
 

@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import pgq
-from api import create_app
-from api.ui import data
+from pgq.api import create_app
+from pgq.api.ui import data
 from tests.conftest import READ_TOKEN, WRITE_TOKEN, api_settings
 
 pytestmark = pytest.mark.anyio

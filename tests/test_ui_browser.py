@@ -92,7 +92,7 @@ def server(ui_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     logs = tmp_path_factory.mktemp("ui")
     port = _free_port()
     tokens = {"PGQ_API_READ_TOKENS": READ_TOKEN, "PGQ_API_WRITE_TOKENS": WRITE_TOKEN}
-    api = _spawn(["api", "--port", str(port)], ui_dsn, logs / "api.log", **tokens)
+    api = _spawn(["api", "--port", str(port)], ui_dsn, logs / "pgq.api.log", **tokens)
     worker = _spawn(
         ["worker", "--app", "tests.apps.ui:app", "--poll-interval", "1", "--concurrency", "4"],
         ui_dsn,
@@ -101,7 +101,7 @@ def server(ui_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
-        assert api.poll() is None, (logs / "api.log").read_text()
+        assert api.poll() is None, (logs / "pgq.api.log").read_text()
         try:
             return httpx.get(f"{url}/health", timeout=2).status_code == 200
         except httpx.TransportError:

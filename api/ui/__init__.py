@@ -11,9 +11,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import pgq
-from api.auth import Auth
-from api.ui import actions, pages
-from api.ui.render import Ui
+from pgq.api.auth import Auth
+from pgq.api.ui import actions, pages
+from pgq.api.ui.render import Ui
 
 
 def mount(queue: pgq.App, auth: Auth) -> Mount:
@@ -39,6 +39,6 @@ def mount(queue: pgq.App, auth: Auth) -> Mount:
             Route("/login", act["login_page"], methods=["GET"], name="login_page"),
             Route("/login", act["login"], methods=["POST"], name="login"),
             Route("/logout", act["logout"], methods=["POST"], name="logout"),
-            Mount("/static", StaticFiles(packages=[("api.ui", "static")]), name="static"),
+            Mount("/static", StaticFiles(packages=[("pgq.api.ui", "static")]), name="static"),
         ],
     )

@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 import pgq
-from api.auth import Scope
-from api.ui import data, session
-from api.ui.pages import Handler, guarded
-from api.ui.render import Ui
+from pgq.api.auth import Scope
+from pgq.api.ui import data, session
+from pgq.api.ui.pages import Handler, guarded
+from pgq.api.ui.render import Ui
 
 _BULK = {
     "retry": ("Retry failed jobs", ("failed",), "bulk_retried"),

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import pgq
-from api.auth import Scope
-from api.ui import data
-from api.ui.render import NotAllowed, Ui
+from pgq.api.auth import Scope
+from pgq.api.ui import data
+from pgq.api.ui.render import NotAllowed, Ui
 
 Handler = Callable[[Request], Awaitable[Response]]
 PAGE_SIZE = 50

@@ -13,13 +13,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 import pgq
-from api.auth import Auth, Scope
-from api.ui import format as fmt
-from api.ui import session
+from pgq.api.auth import Auth, Scope
+from pgq.api.ui import format as fmt
+from pgq.api.ui import session
 
 
 def _templates() -> Jinja2Templates:
-    folder = resources.files("api.ui").joinpath("templates")
+    folder = resources.files("pgq.api.ui").joinpath("templates")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
         autoescape=True,  # every job field is untrusted text

@@ -16,7 +16,7 @@ import urllib.parse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import TOKEN_COOKIE, Auth, Scope
+from pgq.api.auth import TOKEN_COOKIE, Auth, Scope
 
 CSRF_COOKIE = "pgq_csrf"
 CSRF_FIELD = "csrf"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migrations._sql import run_sql_file
+from pgq.migrations._sql import run_sql_file
 
 revision = "0009"
 down_revision = "0008"

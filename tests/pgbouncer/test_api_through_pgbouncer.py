@@ -15,7 +15,7 @@ import pytest
 from starlette.applications import Starlette
 
 import pgq
-from api import create_app
+from pgq.api import create_app
 from pgq.settings import Settings
 from tests.conftest import WRITE, api_settings
 from tests.helpers import running_worker
