@@ -29,6 +29,18 @@ from pgq.api.events import JobEvents
 from tests.conftest import READ_TOKEN, api_settings
 
 
+async def _connect(address: str, *, stall: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw connection to ``host:port``; a stalling one has small buffers, so that not
+    reading soon pushes back on the server."""
+    host, port = address.split(":")
+    sock = socket.socket()
+    if stall:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    return await asyncio.open_connection(sock=sock, limit=4096 if stall else 2**20)
+
+
 class _InLoopServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # the test runner keeps its own signal handlers
@@ -99,14 +111,7 @@ class SseClient:
         self._writer: asyncio.StreamWriter | None = None
 
     async def open(self, *, stall: bool = False) -> None:
-        host, port = self.address.split(":")
-        sock = socket.socket()
-        if stall:  # small buffers, so that not reading soon pushes back on the server
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        limit = 4096 if stall else 2**20
-        self._reader, self._writer = await asyncio.open_connection(sock=sock, limit=limit)
+        self._reader, self._writer = await _connect(self.address, stall=stall)
         query = urlencode(self.params, doseq=True)
         auth = f"Authorization: Bearer {self.token}\r\n" if self.token else ""
         request = f"GET /events?{query} HTTP/1.1\r\nHost: {self.address}\r\n{auth}Accept: text/event-stream\r\n\r\n"
@@ -198,14 +203,7 @@ class RawWebSocket:
 
     async def open(self, *, stall: bool = False) -> int:
         """Send the handshake; the HTTP status of the answer (101 when accepted)."""
-        host, port = self.address.split(":")
-        sock = socket.socket()
-        if stall:  # small buffers, so that not reading soon pushes back on the server
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        limit = 4096 if stall else 2**20
-        self._reader, self._writer = await asyncio.open_connection(sock=sock, limit=limit)
+        self._reader, self._writer = await _connect(self.address, stall=stall)
         key = base64.b64encode(os.urandom(16)).decode()
         auth = f"Authorization: Bearer {self.token}\r\n" if self.token else ""
         path = ws_url(self.address, self.params).removeprefix(f"ws://{self.address}")
