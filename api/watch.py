@@ -25,7 +25,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from pgq import _ops
 from pgq._queries import QUERIES
 from pgq.api.auth import Auth, Scope
 from pgq.api.body import job_id, read_query
@@ -33,6 +32,7 @@ from pgq.api.events import JobEvents
 from pgq.api.schemas import WaitQuery
 from pgq.api.sse import PING, PING_SECONDS, Body, EventStream
 from pgq.api.subscriptions import Resync, Subscription, sse
+from pgq.db.driver import Op
 from pgq.job import FINAL_STATES, Job
 
 
@@ -74,7 +74,7 @@ class Snapshot:
         return xid < self.xmin or (xid < self.xmax and xid not in self.in_progress)
 
 
-def _read_job(jid: int) -> _ops.Op[tuple[Job, Snapshot] | None]:
+def _read_job(jid: int) -> Op[tuple[Job, Snapshot] | None]:
     rows = yield QUERIES["job_get_with_snapshot"], {"id": jid}
     if not rows:
         return None
@@ -112,7 +112,7 @@ class _Told:
 
 def _job_stream(queue: pgq.App, jid: int) -> Body:
     async def body(changes: Subscription, stops: tuple[asyncio.Event, ...]) -> AsyncGenerator[str, None]:
-        read = await queue._run(_read_job(jid))
+        read = await queue.run(_read_job(jid))
         if read is None:
             return
         job, snapshot = read
@@ -130,7 +130,7 @@ def _job_stream(queue: pgq.App, jid: int) -> Body:
             out: list[str] = []
             for item in items:
                 if isinstance(item, Resync) or (item.progress and not item.progress_known):
-                    read = await queue._run(_read_job(jid))
+                    read = await queue.run(_read_job(jid))
                     if read is None:
                         return  # deleted (pruned) meanwhile
                     last_read, snapshot = read

@@ -35,17 +35,18 @@ from pgq.api import create_app
 from pgq.api.config import ApiSettings
 from pgq.api.ui import data
 from pgq.bench.database import fresh_database
+from pgq.db import driver
 
 LEASE = dt.timedelta(seconds=60)
 
 
-def sql_seconds(conn: psycopg.Connection[Any], op: _ops.Op[Any]) -> float:
+def sql_seconds(conn: psycopg.Connection[Any], op: driver.Op[Any]) -> float:
     """Run an op's statements on ``conn``, timing only the database round trips."""
     spent = 0.0
     try:
         statement = next(op)
         while True:
-            assert not isinstance(statement, _ops.Copy)
+            assert not isinstance(statement, driver.Copy)
             with conn.cursor(row_factory=dict_row) as cur:
                 started = time.perf_counter()
                 cur.execute(*statement)
@@ -78,7 +79,7 @@ async def measure(dsn: str, runs: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         failed_id = conn.execute("SELECT max(id) FROM pgq.jobs WHERE state = 'failed'").fetchone()
     assert failed_id is not None
-    pages: dict[str, tuple[str, Callable[[], _ops.Op[Any]]]] = {
+    pages: dict[str, tuple[str, Callable[[], driver.Op[Any]]]] = {
         "overview": ("/ui/", lambda: data.overview(LEASE)),
         "jobs (newest 50)": ("/ui/jobs", lambda: _ops.list_jobs(limit=51)),
         "jobs (q1, failed)": (

@@ -9,37 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Generator, Iterable, Mapping, Sequence
-from typing import Any, LiteralString, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pgq import _json, _times
 from pgq._queries import QUERIES
+from pgq.db.driver import Copy, Op, Row
 from pgq.errors import JobNotFoundError, JobStateError, PgqError, ScheduleNotFoundError
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.monitoring import EXACT_FINAL_COUNT_ROWS, QueueStats, WorkerInfo
 from pgq.names import check_queue_name, check_task_name
 from pgq.schedule import ScheduleState
 from pgq.task import TaskOptions
-
-Row = dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Copy:
-    """A ``COPY … FROM STDIN (FORMAT BINARY)`` statement and the rows to stream into it."""
-
-    query: LiteralString
-    types: Sequence[str]
-    rows: Iterable[Sequence[Any]]
-
-
-Statement = tuple[LiteralString, Mapping[str, Any]] | Copy
-T = TypeVar("T")
-Op = Generator[Statement, list[Row], T]
 
 _IDEMPOTENCY_ATTEMPTS = 10
 
@@ -436,67 +419,3 @@ def delete_schedule(name: str) -> Op[None]:
     rows = yield QUERIES["schedule_delete"], {"name": name}
     if not rows:
         raise ScheduleNotFoundError(f"no schedule named {name!r} (`pgq schedules` lists them)")
-
-
-def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
-    """Drive an operation on a sync connection (the caller's, or one from a pool).
-
-    ``prepare=False`` never prepares the statements (psycopg's ``execute(prepare=)``).
-    """
-    total = _times.is_total(conn)
-    try:
-        statement = next(op)
-        while True:
-            rows: list[Row] = []
-            with conn.cursor(row_factory=dict_row) as cur:
-                if not total:
-                    _times.make_total(cur)
-                if isinstance(statement, Copy):
-                    with cur.copy(statement.query) as copy:
-                        copy.set_types(statement.types)
-                        for row in statement.rows:
-                            copy.write_row(row)
-                else:
-                    cur.execute(*statement, prepare=prepare)
-                    if cur.description:
-                        rows = cur.fetchall()
-            statement = op.send(rows)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    except psycopg.errors.UniqueViolation as exc:
-        raise _unique_violation(exc) from None
-
-
-async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
-    """Drive an operation on an async connection."""
-    total = _times.is_total(conn)
-    try:
-        statement = next(op)
-        while True:
-            rows: list[Row] = []
-            async with conn.cursor(row_factory=dict_row) as cur:
-                if not total:
-                    _times.make_total(cur)
-                if isinstance(statement, Copy):
-                    async with cur.copy(statement.query) as copy:
-                        copy.set_types(statement.types)
-                        for row in statement.rows:
-                            await copy.write_row(row)
-                else:
-                    await cur.execute(*statement, prepare=prepare)
-                    if cur.description:
-                        rows = await cur.fetchall()
-            statement = op.send(rows)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    except psycopg.errors.UniqueViolation as exc:
-        raise _unique_violation(exc) from None
-
-
-def _unique_violation(exc: psycopg.errors.UniqueViolation) -> PgqError:
-    # Only retry() can hit this: the failed job's idempotency key is taken by a live job.
-    return JobStateError(
-        "another job that is not final holds this job's idempotency key; "
-        f"it cannot be queued again until that one finishes ({exc.diag.constraint_name})",
-        state="conflict",
-    )

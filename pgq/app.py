@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pgq import _db, _ops, _times, pausing
 from pgq._json import JsonDefault
 from pgq._ops import JobSpec, QueueLimits
+from pgq.db import driver
 from pgq.embedded import embedded_dsn
 from pgq.errors import ConfigError, UnknownTaskError
 from pgq.job import Job
@@ -300,27 +301,33 @@ class App:
     ) -> None:
         self.close_sync()
 
-    async def _run(self, op: _ops.Op[T], conn: psycopg.AsyncConnection[Any] | None = None) -> T:
+    async def run(self, op: driver.Op[T], conn: psycopg.AsyncConnection[Any] | None = None) -> T:
+        """Run one query-layer operation (``pgq.db``) on the pool, or on the caller's ``conn``.
+
+        Public so that the HTTP API and the dashboard read through the same layer as the
+        App's own methods instead of reaching into private modules.
+        """
         if conn is not None:
             if not isinstance(conn, psycopg.AsyncConnection):
                 raise TypeError("conn= of an async method must be a psycopg.AsyncConnection; use the _sync method")
-            return await _ops.run_async(conn, op, prepare=self._caller_prepare)
+            return await driver.run_async(conn, op, prepare=self._caller_prepare)
         if self._pool is None or self._pool_loop is not asyncio.get_running_loop():
             await self.open()
         assert self._pool is not None
         async with self._pool.connection() as pooled:
-            return await _ops.run_async(pooled, op)
+            return await driver.run_async(pooled, op)
 
-    def _run_sync(self, op: _ops.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
+    def run_sync(self, op: driver.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
+        """``run`` for sync code, on the sync pool or the caller's ``conn``."""
         if conn is not None:
             if not isinstance(conn, psycopg.Connection):
                 raise TypeError("conn= of a _sync method must be a psycopg.Connection; use the async method")
-            return _ops.run_sync(conn, op, prepare=self._caller_prepare)
+            return driver.run_sync(conn, op, prepare=self._caller_prepare)
         if self._sync_pool is None:
             self.open_sync()
         assert self._sync_pool is not None
         with self._sync_pool.connection() as pooled:
-            return _ops.run_sync(pooled, op)
+            return driver.run_sync(pooled, op)
 
     # -- producing and inspecting jobs ----------------------------------------------------
 
@@ -349,7 +356,7 @@ class App:
     ) -> Job:
         """Enqueue one job by task name. With ``conn=``, inside the caller's transaction."""
         spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
-        return await self._run(_ops.enqueue(self._insert_params(spec)), conn)
+        return await self.run(_ops.enqueue(self._insert_params(spec)), conn)
 
     def enqueue_sync(
         self,
@@ -365,52 +372,52 @@ class App:
         conn: psycopg.Connection[Any] | None = None,
     ) -> Job:
         spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
-        return self._run_sync(_ops.enqueue(self._insert_params(spec)), conn)
+        return self.run_sync(_ops.enqueue(self._insert_params(spec)), conn)
 
     async def enqueue_spec(self, spec: JobSpec) -> tuple[Job, bool]:
         """Enqueue one JobSpec and say whether it is new (False: an idempotent repeat).
 
         For callers that must tell the two apart, like the HTTP API (201 or 200).
         """
-        return await self._run(_ops.enqueue_reporting_new(self._insert_params(spec)))
+        return await self.run(_ops.enqueue_reporting_new(self._insert_params(spec)))
 
     def enqueue_spec_sync(self, spec: JobSpec) -> tuple[Job, bool]:
-        return self._run_sync(_ops.enqueue_reporting_new(self._insert_params(spec)))
+        return self.run_sync(_ops.enqueue_reporting_new(self._insert_params(spec)))
 
     async def enqueue_many(
         self, jobs: Iterable[JobSpec | Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[Job]:
         """Enqueue many jobs in one statement; returns them in input order."""
         params = [self._insert_params(_ops.as_spec(j)) for j in jobs]
-        return await self._run(_ops.enqueue_many(params), conn)
+        return await self.run(_ops.enqueue_many(params), conn)
 
     def enqueue_many_sync(
         self, jobs: Iterable[JobSpec | Mapping[str, Any]], *, conn: psycopg.Connection[Any] | None = None
     ) -> list[Job]:
         params = [self._insert_params(_ops.as_spec(j)) for j in jobs]
-        return self._run_sync(_ops.enqueue_many(params), conn)
+        return self.run_sync(_ops.enqueue_many(params), conn)
 
     async def get_job(self, job_id: int) -> Job:
-        return await self._run(_ops.get_job(job_id))
+        return await self.run(_ops.get_job(job_id))
 
     def get_job_sync(self, job_id: int) -> Job:
-        return self._run_sync(_ops.get_job(job_id))
+        return self.run_sync(_ops.get_job(job_id))
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a job: at once if it has not started; if it is running, ask its worker
         to stop it (the returned job has ``cancel_requested_at`` set and ends
         ``cancelled``). JobStateError for a job that already finished otherwise."""
-        return await self._run(_ops.cancel(job_id))
+        return await self.run(_ops.cancel(job_id))
 
     def cancel_sync(self, job_id: int) -> Job:
-        return self._run_sync(_ops.cancel(job_id))
+        return self.run_sync(_ops.cancel(job_id))
 
     async def retry(self, job_id: int) -> Job:
         """Put a failed or cancelled job back in its queue, with one more attempt if needed."""
-        return await self._run(_ops.retry(job_id))
+        return await self.run(_ops.retry(job_id))
 
     def retry_sync(self, job_id: int) -> Job:
-        return self._run_sync(_ops.retry(job_id))
+        return self.run_sync(_ops.retry(job_id))
 
     async def set_queue_limits(
         self,
@@ -426,7 +433,7 @@ class App:
         or timedelta): job starts in any window of that length.
         """
         period = None if rate_period is None else _ops.seconds(rate_period)
-        return await self._run(_ops.set_queue_limits(QueueLimits(queue, max_running, rate_limit, period)))
+        return await self.run(_ops.set_queue_limits(QueueLimits(queue, max_running, rate_limit, period)))
 
     def set_queue_limits_sync(
         self,
@@ -437,7 +444,7 @@ class App:
         rate_period: float | dt.timedelta | None = None,
     ) -> QueueLimits:
         period = None if rate_period is None else _ops.seconds(rate_period)
-        return self._run_sync(_ops.set_queue_limits(QueueLimits(queue, max_running, rate_limit, period)))
+        return self.run_sync(_ops.set_queue_limits(QueueLimits(queue, max_running, rate_limit, period)))
 
     async def pause_queue(self, queue: str) -> QueuePause:
         """Stop every worker from claiming jobs of ``queue`` until it is resumed.
@@ -445,31 +452,31 @@ class App:
         Jobs already running finish. Takes effect for every claim that starts after this
         returns; pausing a paused queue keeps its first ``paused_at``.
         """
-        return await self._run(pausing.pause_queue(queue))
+        return await self.run(pausing.pause_queue(queue))
 
     def pause_queue_sync(self, queue: str) -> QueuePause:
-        return self._run_sync(pausing.pause_queue(queue))
+        return self.run_sync(pausing.pause_queue(queue))
 
     async def resume_queue(self, queue: str) -> QueuePause:
         """Let workers claim from ``queue`` again, and wake them at once (NOTIFY)."""
-        return await self._run(pausing.resume_queue(queue))
+        return await self.run(pausing.resume_queue(queue))
 
     def resume_queue_sync(self, queue: str) -> QueuePause:
-        return self._run_sync(pausing.resume_queue(queue))
+        return self.run_sync(pausing.resume_queue(queue))
 
     async def paused_queues(self) -> list[QueuePause]:
         """The paused queues, by name."""
-        return await self._run(pausing.list_paused_queues())
+        return await self.run(pausing.list_paused_queues())
 
     def paused_queues_sync(self) -> list[QueuePause]:
-        return self._run_sync(pausing.list_paused_queues())
+        return self.run_sync(pausing.list_paused_queues())
 
     async def queue_limits(self) -> list[QueueLimits]:
         """Every queue with limits (the rows of pgq.queues)."""
-        return await self._run(_ops.list_queue_limits())
+        return await self.run(_ops.list_queue_limits())
 
     def queue_limits_sync(self) -> list[QueueLimits]:
-        return self._run_sync(_ops.list_queue_limits())
+        return self.run_sync(_ops.list_queue_limits())
 
     async def list_jobs(
         self,
@@ -481,21 +488,21 @@ class App:
         limit: int = 50,
     ) -> list[Job]:
         """Newest first, optionally filtered; pass the last id seen as ``before_id`` for the next page."""
-        return await self._run(_ops.list_jobs(queue=queue, state=state, task=task, before_id=before_id, limit=limit))
+        return await self.run(_ops.list_jobs(queue=queue, state=state, task=task, before_id=before_id, limit=limit))
 
     async def list_schedules(self) -> list[ScheduleState]:
         """Every schedule in ``pgq.schedules`` (from any app), soonest next run first."""
-        return await self._run(_ops.list_schedules())
+        return await self.run(_ops.list_schedules())
 
     def list_schedules_sync(self) -> list[ScheduleState]:
-        return self._run_sync(_ops.list_schedules())
+        return self.run_sync(_ops.list_schedules())
 
     async def delete_schedule(self, name: str) -> None:
         """Remove a schedule from ``pgq.schedules`` (a worker that still declares it writes it again)."""
-        await self._run(_ops.delete_schedule(name))
+        await self.run(_ops.delete_schedule(name))
 
     def delete_schedule_sync(self, name: str) -> None:
-        self._run_sync(_ops.delete_schedule(name))
+        self.run_sync(_ops.delete_schedule(name))
 
     def list_jobs_sync(
         self,
@@ -506,25 +513,25 @@ class App:
         before_id: int | None = None,
         limit: int = 50,
     ) -> list[Job]:
-        return self._run_sync(_ops.list_jobs(queue=queue, state=state, task=task, before_id=before_id, limit=limit))
+        return self.run_sync(_ops.list_jobs(queue=queue, state=state, task=task, before_id=before_id, limit=limit))
 
     async def queue_stats(self) -> list[QueueStats]:
         """Per queue: jobs by state, the oldest ready job's wait, jobs finished in the last minute."""
-        return await self._run(_ops.queue_stats())
+        return await self.run(_ops.queue_stats())
 
     def queue_stats_sync(self) -> list[QueueStats]:
-        return self._run_sync(_ops.queue_stats())
+        return self.run_sync(_ops.queue_stats())
 
     async def check_database(self) -> None:
         """Raise unless the database answers, through the pool, at the schema revision
         this pgq needs (DatabaseUnavailableError, SchemaNotMigratedError). For health
         probes: it costs one query on a pooled connection, never a new connection."""
-        if error := _db.version_error(await self._run(_ops.schema_revision())):
+        if error := _db.version_error(await self.run(_ops.schema_revision())):
             raise error
 
     async def list_workers(self) -> list[WorkerInfo]:
         """The worker processes registered in pgq.workers, with their last heartbeat."""
-        return await self._run(_ops.list_workers())
+        return await self.run(_ops.list_workers())
 
     def list_workers_sync(self) -> list[WorkerInfo]:
-        return self._run_sync(_ops.list_workers())
+        return self.run_sync(_ops.list_workers())

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from pgq._ops import Op
 from pgq._queries import QUERIES
+from pgq.db.driver import Op
 from pgq.task import check_queue_name
 
 

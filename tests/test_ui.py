@@ -371,7 +371,7 @@ async def test_task_statistics_read_at_most_the_latest_runs_and_say_how_far_back
             [[j.id for j in jobs]],
         )
     async with app:
-        capped = await app._run(data.task_stats(cap=2))
+        capped = await app.run(data.task_stats(cap=2))
     assert [(r.task, r.runs, r.read) for r in capped.day] == [("noop", 2, 2)]
     assert capped.day[0].covered_seconds is not None and 19 * 60 < capped.day[0].covered_seconds < 21 * 60
     assert [r.runs for r in capped.hour] == [2]

@@ -119,7 +119,7 @@ def routes(ui: Ui) -> dict[str, Handler]:
         except ValueError as exc:
             return ui.message(request, 400, "Bad filter", str(exc))
         title, states, _ = _BULK[action]
-        count = await queue._run(data.count_matching(states, queue_name, task))
+        count = await queue.run(data.count_matching(states, queue_name, task))
         context = {"action": action, "title": title, "count": count, "queue": queue_name, "task": task}
         return ui.render(request, "confirm.html", context)
 
@@ -133,10 +133,10 @@ def routes(ui: Ui) -> dict[str, Handler]:
         except ValueError as exc:
             return ui.message(request, 400, "Bad filter", str(exc))
         if action == "retry":
-            changed = await queue._run(data.retry_matching(queue_name, task))
+            changed = await queue.run(data.retry_matching(queue_name, task))
             state = "failed"
         else:
-            changed = await queue._run(data.cancel_waiting_matching(queue_name, task))
+            changed = await queue.run(data.cancel_waiting_matching(queue_name, task))
             state = "cancelled"
         params = {"queue": queue_name, "task": task, "state": state, "done": _BULK[action][2], "n": changed}
         return ui.redirect(request, "ui:jobs", params)

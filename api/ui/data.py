@@ -13,8 +13,8 @@ import datetime as dt
 from typing import Any
 
 from pgq import _ops
-from pgq._ops import Op
 from pgq._queries import QUERIES
+from pgq.db.driver import Op
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.monitoring import QueueStats, WorkerInfo
 from pgq.schedule import ScheduleState

@@ -86,7 +86,7 @@ def routes(ui: Ui) -> dict[str, Handler]:
     @guarded(ui, Scope.READ)
     async def overview(request: Request) -> Response:
         lease = dt.timedelta(seconds=queue.settings.rescue_after)
-        return view(request, "overview.html", "_queues.html", {"data": await queue._run(data.overview(lease))})
+        return view(request, "overview.html", "_queues.html", {"data": await queue.run(data.overview(lease))})
 
     @guarded(ui, Scope.READ)
     async def jobs(request: Request) -> Response:
@@ -103,7 +103,7 @@ def routes(ui: Ui) -> dict[str, Handler]:
         search = filters.pop("q")
         found: list[pgq.Job] | None = None
         if search is not None:
-            found = await queue._run(data.find_by_key(search))
+            found = await queue.run(data.find_by_key(search))
             if search.isdigit() and int(search) < 2**63:
                 with contextlib.suppress(pgq.JobNotFoundError):
                     found.insert(0, await queue.get_job(int(search)))
@@ -136,17 +136,17 @@ def routes(ui: Ui) -> dict[str, Handler]:
 
     @guarded(ui, Scope.READ)
     async def tasks(request: Request) -> Response:
-        stats = await queue._run(data.task_stats())
+        stats = await queue.run(data.task_stats())
         return view(request, "tasks.html", "tasks.html", {"stats": stats, "cap": data.TASK_RUNS_CAP})
 
     @guarded(ui, Scope.READ)
     async def workers(request: Request) -> Response:
-        rows = await queue._run(data.workers())
+        rows = await queue.run(data.workers())
         return view(request, "workers.html", "workers.html", {"workers": rows})
 
     @guarded(ui, Scope.READ)
     async def schedules(request: Request) -> Response:
-        rows = await queue._run(data.schedules())
+        rows = await queue.run(data.schedules())
         return view(request, "schedules.html", "schedules.html", {"schedules": rows, "now": dt.datetime.now(dt.UTC)})
 
     return {

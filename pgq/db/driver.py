@@ -1,0 +1,99 @@
+"""Drives one query-layer operation on a connection, sync or async.
+
+An operation is a generator that yields statements (``(query, params)`` or a ``Copy``)
+and receives each one's rows, so its logic (idempotency races, ordering of bulk results,
+why a cancel was refused) is written once and ``App`` offers both ``await app.x()`` and
+``app.x_sync()``. ``App.run`` / ``App.run_sync`` drive one on the app's pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from typing import Any, LiteralString, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgq import _times
+from pgq.errors import JobStateError, PgqError
+
+Row = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Copy:
+    """A ``COPY … FROM STDIN (FORMAT BINARY)`` statement and the rows to stream into it."""
+
+    query: LiteralString
+    types: Sequence[str]
+    rows: Iterable[Sequence[Any]]
+
+
+Statement = tuple[LiteralString, Mapping[str, Any]] | Copy
+T = TypeVar("T")
+Op = Generator[Statement, list[Row], T]
+
+
+def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
+    """Drive an operation on a sync connection (the caller's, or one from a pool).
+
+    ``prepare=False`` never prepares the statements (psycopg's ``execute(prepare=)``).
+    """
+    total = _times.is_total(conn)
+    try:
+        statement = next(op)
+        while True:
+            rows: list[Row] = []
+            with conn.cursor(row_factory=dict_row) as cur:
+                if not total:
+                    _times.make_total(cur)
+                if isinstance(statement, Copy):
+                    with cur.copy(statement.query) as copy:
+                        copy.set_types(statement.types)
+                        for row in statement.rows:
+                            copy.write_row(row)
+                else:
+                    cur.execute(*statement, prepare=prepare)
+                    if cur.description:
+                        rows = cur.fetchall()
+            statement = op.send(rows)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except psycopg.errors.UniqueViolation as exc:
+        raise _unique_violation(exc) from None
+
+
+async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
+    """Drive an operation on an async connection."""
+    total = _times.is_total(conn)
+    try:
+        statement = next(op)
+        while True:
+            rows: list[Row] = []
+            async with conn.cursor(row_factory=dict_row) as cur:
+                if not total:
+                    _times.make_total(cur)
+                if isinstance(statement, Copy):
+                    async with cur.copy(statement.query) as copy:
+                        copy.set_types(statement.types)
+                        for row in statement.rows:
+                            await copy.write_row(row)
+                else:
+                    await cur.execute(*statement, prepare=prepare)
+                    if cur.description:
+                        rows = await cur.fetchall()
+            statement = op.send(rows)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except psycopg.errors.UniqueViolation as exc:
+        raise _unique_violation(exc) from None
+
+
+def _unique_violation(exc: psycopg.errors.UniqueViolation) -> PgqError:
+    # Only retry() can hit this: the failed job's idempotency key is taken by a live job.
+    return JobStateError(
+        "another job that is not final holds this job's idempotency key; "
+        f"it cannot be queued again until that one finishes ({exc.diag.constraint_name})",
+        state="conflict",
+    )
