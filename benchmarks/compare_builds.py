@@ -1,0 +1,77 @@
+"""`pgq bench` on two builds of pgq, interleaved in one run: is the new one slower?
+
+A refactoring must not cost speed (the 5 % rule of the architecture work), and this
+machine's speed drifts by 10-20 % within minutes. So the builds take turns (A B B A …),
+each round in a fresh database on the same server, and the verdict uses the ratio of
+each workload to its raw-SQL ceiling measured in the same round, which cancels most of
+the drift. Each build is a virtualenv with pgq installed (``pip install -e`` of a
+checkout of that commit):
+
+    python -m benchmarks.compare_builds /work/old/.venv .venv --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+THRESHOLD = 0.05
+"""A workload whose median ratio to its ceiling falls by more than this is a regression."""
+
+
+def bench_once(venv: Path, bench_args: list[str]) -> dict[str, Any]:
+    """One `pgq bench --json` of the build in ``venv``; its report."""
+    out = subprocess.run(
+        [str(venv / "bin" / "pgq"), "bench", "--json", *bench_args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+    report: dict[str, Any] = json.loads(out.stdout)
+    return report
+
+
+def compare(reports_a: list[dict[str, Any]], reports_b: list[dict[str, Any]]) -> list[tuple[str, float, float, float]]:
+    """Per workload: median ratio-to-ceiling of A and of B, and B / A."""
+    rows = []
+    for name in reports_a[0]["ratios"]:
+        a = statistics.median(r["ratios"][name] for r in reports_a)
+        b = statistics.median(r["ratios"][name] for r in reports_b)
+        rows.append((name, a, b, b / a if a else float("nan")))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("old", type=Path, help="virtualenv of the old build")
+    parser.add_argument("new", type=Path, help="virtualenv of the new build")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each build (default 3)")
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    bench_args = argv[split + 1 :]  # after "--": options for pgq bench
+    old: list[dict[str, Any]] = []
+    new: list[dict[str, Any]] = []
+    for i in range(args.rounds):
+        order = [(args.old, old), (args.new, new)] if i % 2 == 0 else [(args.new, new), (args.old, old)]
+        for venv, reports in order:
+            reports.append(bench_once(venv, bench_args))
+            print(f"round {i + 1}: {venv} done", file=sys.stderr)
+    regressions = 0
+    print(f"{'workload':<24} {'old/ceiling':>12} {'new/ceiling':>12} {'new/old':>8}")
+    for name, a, b, change in compare(old, new):
+        flag = "  REGRESSION" if change < 1 - THRESHOLD else ""
+        regressions += bool(flag)
+        print(f"{name:<24} {a:>12.3f} {b:>12.3f} {change:>8.3f}{flag}")
+    return 1 if regressions else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
