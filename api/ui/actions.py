@@ -14,9 +14,10 @@ from starlette.responses import RedirectResponse, Response
 
 import pgq
 from pgq.api.auth import Scope
-from pgq.api.ui import data, session
+from pgq.api.ui import session
 from pgq.api.ui.pages import Handler, guarded
 from pgq.api.ui.render import Ui
+from pgq.db import dashboard as data
 
 _BULK = {
     "retry": ("Retry failed jobs", ("failed",), "bulk_retried"),

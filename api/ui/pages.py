@@ -1,6 +1,6 @@
 """The dashboard's pages (GET): overview, jobs, job, tasks, workers, schedules.
 
-Each page is a route, a template and named queries (api/ui/data.py). With
+Each page is a route, a template and named queries (pgq/db/dashboard.py). With
 ``?fragment=1`` a page answers with only its live part, which the page's script
 fetches again when the event stream says something changed.
 """
@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 import pgq
 from pgq.api.auth import Scope
-from pgq.api.ui import data
 from pgq.api.ui.render import NotAllowed, Ui
+from pgq.db import dashboard as data
 
 Handler = Callable[[Request], Awaitable[Response]]
 PAGE_SIZE = 50
