@@ -23,6 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["DATABASE_URL"] = args.database_url
     if getattr(args, "listen_url", None):
         os.environ["PGQ_LISTEN_URL"] = args.listen_url  # read by the App's settings, like DATABASE_URL
+    if getattr(args, "read_url", None):
+        os.environ["PGQ_READ_DATABASE_URL"] = args.read_url  # read by the API's settings
     try:
         return int(args.func(args))
     except PgqError as exc:

@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; other than loopback needs tokens")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--listen-url", help="direct DSN for wait/events' LISTEN, past PgBouncer (default: PGQ_LISTEN_URL)")
+    p.add_argument("--read-url", help="a streaming replica for list/get/stats/dashboard reads (PGQ_READ_DATABASE_URL)")
     p.set_defaults(func=cmd_api)
 
     p = sub.add_parser(

@@ -670,3 +670,17 @@ SELECT %(queue)s::text AS queue, NULL::timestamptz AS paused_at,
 -- The paused queues, with the time each was paused.
 SELECT queue, paused_at FROM pgq.queues WHERE paused_at IS NOT NULL ORDER BY queue;
 
+
+-- ---------------------------------------------------------------------------------
+-- Read replicas (api/reads.py): WAL positions as bytes since 0/0, so they compare as
+-- integers. The primary's is where a write ends; the replica's is what it replayed.
+-- ---------------------------------------------------------------------------------
+-- name: wal_position_primary
+-- Where the primary's WAL ends now: a client that wrote before this reads its write
+-- on any replica whose replay position has reached it.
+SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS position;
+
+-- name: wal_position_replica
+-- How far a replica has replayed (NULL replayed: not a replica, or nothing replayed).
+SELECT pg_is_in_recovery() AS in_recovery,
+       (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint AS replayed;
