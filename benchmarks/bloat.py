@@ -12,7 +12,6 @@ It creates and drops its own database on DATABASE_URL's server (default: local
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 import pgq
+from benchmarks import command_line
 from pgq.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,14 +35,8 @@ FROM pg_stat_user_tables WHERE relid = 'pgq.jobs'::regclass
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=200_000)
-    parser.add_argument("--sample", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--retention", type=float, default=5.0)
-    args = parser.parse_args()
-
-    server = os.environ.get("DATABASE_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    args = command_line.parse(__doc__, jobs=200_000, sample=20_000, workers=2, retention=5.0)
+    server = command_line.server_dsn()
     name = f"pgq_bloat_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

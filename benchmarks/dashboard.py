@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 import pgq
+from benchmarks import command_line
 from pgq._queries import QUERIES
 from pgq.api import create_app
 from pgq.api.config import ApiSettings
@@ -115,7 +115,7 @@ def main() -> None:
     if args.reuse:
         asyncio.run(measure(args.reuse, args.runs))
         return
-    server = os.environ.get("DATABASE_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    server = command_line.server_dsn()
     with fresh_database(server, "pgq_bench_dashboard") as dsn:
         started = time.perf_counter()
         with psycopg.connect(dsn, autocommit=True) as conn:

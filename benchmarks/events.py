@@ -34,6 +34,7 @@ import httpx
 import psycopg
 from websockets.asyncio.client import ClientConnection, connect
 
+from benchmarks import command_line
 from pgq.app import App
 from pgq.bench.database import fresh_database, server_settings
 
@@ -234,13 +235,15 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--clients", type=int, default=200, help="SSE and WebSocket clients each (default 200)")
-    parser.add_argument("--changes", type=int, default=200, help="changes per run (default 200)")
-    parser.add_argument("--rate", type=float, default=20.0, help="changes per second (default 20)")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="finished jobs in the table (default 1,000,000)")
-    parser.add_argument("--json", action="store_true")
-    return parser.parse_args(argv)
+    return command_line.parse(
+        __doc__,
+        argv,
+        clients=(200, "SSE and WebSocket clients each"),
+        changes=(200, "changes per run"),
+        rate=(20.0, "changes per second"),
+        rows=(1_000_000, "finished jobs in the table"),
+        json=False,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import LiteralString
 
 import psycopg
 
+from benchmarks import command_line
 from pgq._queries import QUERIES
 from pgq.app import App
 from pgq.bench import workloads
@@ -106,14 +106,8 @@ async def _run(dsn: str, args: argparse.Namespace) -> dict[str, dict[str, list[f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=5_000)
-    args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    args = command_line.parse(__doc__, jobs=10_000, rounds=3, workers=1, concurrency=10, batch=5_000)
+    server = command_line.server_dsn()
     with fresh_database(server, "pgq_pause_cost") as dsn:
         times = asyncio.run(_run(dsn, args))
     base = {kind: statistics.median(t) for kind, t in times["0007 (no pause)"].items()}

@@ -13,15 +13,14 @@ DATABASE_URL's server (default: local 127.0.0.1:5432 as postgres).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import statistics
 import time
 
 import pgq
+from benchmarks import command_line
 from pgq.bench.database import fresh_database
 from pgq.settings import Settings
 
@@ -49,12 +48,10 @@ async def _run(dsn: str, calls: int, rounds: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=500, help="enqueue+get+cancel+retry rounds per mode and round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL") or "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    args = command_line.parse(
+        __doc__, calls=(500, "enqueue+get+cancel+retry rounds per mode and round"), rounds=5, json=False
+    )
+    server = command_line.server_dsn()
     with fresh_database(server, "pgq_prepared") as dsn:
         result = asyncio.run(_run(dsn, args.calls, args.rounds))
     if args.json:

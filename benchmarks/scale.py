@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from benchmarks import command_line
 from pgq._queries import QUERIES
 from pgq.app import App
 from pgq.bench import workloads
@@ -148,14 +149,16 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--backlog", type=int, default=1_000_000, help="jobs of the big drain (default 1,000,000)")
-    parser.add_argument("--jobs", type=int, default=50_000, help="jobs of the other drains (default 50,000)")
-    parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--rate", type=float, default=200.0, help="steady producer jobs/s (default 200)")
-    parser.add_argument("--duration", type=float, default=20.0, help="steady run seconds (default 20)")
-    parser.add_argument("--only", default="backlog,long_txn,scaling", help="comma-separated: backlog,long_txn,scaling")
-    parser.add_argument("--json", action="store_true")
+    parser = command_line.parser(
+        __doc__,
+        backlog=(1_000_000, "jobs of the big drain"),
+        jobs=(50_000, "jobs of the other drains"),
+        concurrency=10,
+        rate=(200.0, "steady producer jobs/s"),
+        duration=(20.0, "steady run seconds"),
+        only=("backlog,long_txn,scaling", "comma-separated: backlog,long_txn,scaling"),
+        json=False,
+    )
     o = parser.parse_args(argv)
     o.only = tuple(o.only.split(","))
     if unknown := set(o.only) - {"backlog", "long_txn", "scaling"}:

@@ -12,14 +12,13 @@ run it with PYTHONPATH pointing at each checkout in turn, alternating.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import time
 
 import psycopg
 
+from benchmarks import command_line
 from pgq.app import App
 from pgq.bench.database import fresh_database
 from pgq.bench.workloads import prefill
@@ -51,11 +50,8 @@ async def _drain(dsn: str, jobs: int, concurrency: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=10)
-    options = parser.parse_args()
-    with fresh_database(os.environ["DATABASE_URL"], "pgq_worker_cpu") as dsn:
+    options = command_line.parse(__doc__, jobs=5000, concurrency=10)
+    with fresh_database(command_line.server_dsn(), "pgq_worker_cpu") as dsn:
         print(json.dumps(asyncio.run(_drain(dsn, options.jobs, options.concurrency))))
 
 
