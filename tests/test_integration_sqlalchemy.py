@@ -109,6 +109,17 @@ def test_a_core_connection_and_a_refusal_before_any_write(engine: Engine, app: p
         enqueue(AsyncSession(), app, "t")  # type: ignore[arg-type]
 
 
+def test_enqueue_many_on_the_sessions_psycopg_connection(engine: Engine, app: pgq.App, dsn: str) -> None:
+    """What the README says to do for bulk enqueue in a session."""
+    with Session(engine) as session, session.begin():
+        raw = session.connection().connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        jobs = app.enqueue_many_sync([{"task": "t", "args": {"n": n}} for n in range(3)], conn=raw)
+        session.add(Order(id=1, email="a@b.c"))
+        assert count_rows(dsn) == 0
+    assert _orders(dsn) == 1 and count_rows(dsn) == 3 and len(jobs) == 3
+
+
 # -- AsyncSession, psycopg and asyncpg ---------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from pgq.schedule import Schedule
 from tests.conftest import pgq_cli
 from tests.helpers import count_rows, running_worker, wait_final
 from tests.test_properties import _same_json
+from tests.test_readme import README, check_shown, shown_outputs
 
 pytestmark = pytest.mark.anyio
 
@@ -356,6 +358,17 @@ def test_names_with_a_trailing_newline_are_refused_by_python_too() -> None:
         _ops.insert_params(_ops.JobSpec("send_email\n"), None, None)
     with pytest.raises(ConfigError, match="schedule name"):
         Schedule.define("t", every=60, name="nightly\n")
+
+
+def test_the_readme_shows_what_the_function_says(conn: Conn, dsn: str) -> None:
+    example = shown_outputs(README.read_text(encoding="utf-8"))["sql-enqueue-refused"].example
+    statement = re.search(r'conn\.execute\("(.+?)"\)', example)
+    assert statement is not None, example
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
+        conn.execute(statement[1].encode())
+    exc = refused.value
+    check_shown("sql-enqueue-refused", f"{exc.sqlstate} {exc.diag.column_name} {exc.diag.message_primary}")
+    assert count_rows(dsn) == 0
 
 
 # -- roles -------------------------------------------------------------------------------
