@@ -8,6 +8,7 @@ comparison with the Python API's checks.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -25,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 import pgq
-from pgq import _ops
+from pgq import spec as specs
 from pgq.errors import ConfigError
 from pgq.names import QUEUE_NAME, TASK_NAME, check_task_name
 from pgq.schedule import Schedule
@@ -322,9 +323,9 @@ def test_bad_input_raises_22023_naming_the_parameter_and_writes_nothing(
     assert count_rows(dsn) == 0
     # The Python API refuses the same input (None is its default, not a missing task).
     if call["task"] is not None:
-        spec = _ops.JobSpec(call["task"], args.obj if isinstance(args, Jsonb) else (args or {}), **options)
+        spec = specs.JobSpec(call["task"], args.obj if isinstance(args, Jsonb) else (args or {}), **options)
         with pytest.raises((ValueError, TypeError)):
-            _ops.insert_params(spec, None, None)
+            specs.validate(spec, None, None)
 
 
 @pytest.mark.parametrize(
@@ -355,7 +356,7 @@ def test_names_with_a_trailing_newline_are_refused_by_python_too() -> None:
     with pytest.raises(ValueError, match="task name 'send_email\\\\n' is invalid"):
         check_task_name("send_email\n")
     with pytest.raises(ValueError, match="task name"):
-        _ops.insert_params(_ops.JobSpec("send_email\n"), None, None)
+        specs.validate(specs.JobSpec("send_email\n"), None, None)
     with pytest.raises(ConfigError, match="schedule name"):
         Schedule.define("t", every=60, name="nightly\n")
 
@@ -476,7 +477,7 @@ def test_the_sql_function_accepts_exactly_what_the_python_api_accepts(session: C
     def compare(call: dict[str, Any]) -> None:
         call = {"task": "t", "args": {}, **{name: None for name in _OPTIONS}, **call}
         try:
-            expected: dict[str, Any] | None = _ops.insert_params(_ops.JobSpec(**call), None, None)
+            expected: dict[str, Any] | None = dataclasses.asdict(specs.validate(specs.JobSpec(**call), None, None))
         except (ValueError, TypeError):
             expected = None
         refused: psycopg.errors.InvalidParameterValue | None = None

@@ -38,9 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from pgq import _json
-from pgq._ops import JobSpec
 from pgq.app import App
 from pgq.job import Job
+from pgq.spec import JobSpec
 
 __all__ = ["enqueue", "enqueue_async"]
 
@@ -123,5 +123,5 @@ def _options(spec: JobSpec) -> dict[str, Any]:
 def _sql_params(app: App, spec: JobSpec) -> dict[str, Any]:
     """pgq.enqueue()'s parameters, checked by the app first (its tasks, their defaults,
     its json_default), so that both paths refuse the same calls with the same errors."""
-    params = app._insert_params(spec)
-    return {**params, "args": _json.dumps(params["args"])}
+    new = app._validate(spec)
+    return {**dataclasses.asdict(new), "args": _json.dumps(new.args)}
