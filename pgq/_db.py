@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pgq.settings import PreparedStatements
 
 # The alembic revision this version of pgq expects; `pgq migrate` brings a database here.
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0013"
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 

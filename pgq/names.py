@@ -21,7 +21,7 @@ _ACCEPTED_MAX = 10_000
 def check_task_name(name: str) -> str:
     if type(name) is str and name in _ACCEPTED_TASKS:
         return name
-    if not isinstance(name, str) or not TASK_NAME.match(name):
+    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
         raise ValueError(
             f"task name {name!r} is invalid: start with a letter or '_', then up to 254 "
             "letters, digits, '_', '.', ':' or '-'"

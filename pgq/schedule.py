@@ -82,7 +82,7 @@ class Schedule:
     max_attempts: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not SCHEDULE_NAME.match(self.name):
+        if not isinstance(self.name, str) or not SCHEDULE_NAME.fullmatch(self.name):
             raise ConfigError(
                 f"schedule name {self.name!r} is invalid: start with a letter or '_', then up to 199 "
                 "letters, digits, '_', '.', ':' or '-'"

@@ -142,6 +142,7 @@ def example_worker_app(dsn: str) -> pgq.App:
 pytestmark = pytest.mark.anyio
 
 CHECKED = {"enqueue", "thumbnail-result", "cancel-finished", "invalid-fields", "health", "schedules"}
+CHECKED |= {"sql-enqueue-refused"}  # tests/test_sql_enqueue.py
 
 
 def test_every_output_the_readme_shows_is_checked_here() -> None:

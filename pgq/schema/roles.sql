@@ -33,3 +33,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON pgq.jobs, pgq.workers, pgq.leases, pgq.s
 GRANT SELECT ON pgq.queue_stats, pgq.alembic_version TO pgq_worker;
 -- Claiming locks and updates the limit rows of limited queues; setting limits is the owner's.
 GRANT SELECT, UPDATE ON pgq.queues TO pgq_worker;
+-- Enqueueing from SQL (migration 0013): the same right as INSERT on pgq.jobs.
+GRANT EXECUTE ON FUNCTION pgq.enqueue(text, jsonb, text, bigint, timestamptz, interval, bigint, text)
+    TO pgq_producer, pgq_worker;

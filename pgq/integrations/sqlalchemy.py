@@ -1,0 +1,127 @@
+"""Enqueue a job inside a SQLAlchemy transaction (``pip install 'pgq-queue[sqlalchemy]'``).
+
+::
+
+    from pgq.integrations.sqlalchemy import enqueue, enqueue_async
+
+    with Session(engine) as session, session.begin():
+        session.add(Order(...))
+        job = enqueue(session, app, "send_receipt", {"order_id": 7})
+
+    async with AsyncSession(async_engine) as session, session.begin():
+        session.add(Order(...))
+        job = await enqueue_async(session, app, "send_receipt", {"order_id": 7})
+
+The job is written on the session's connection, in its transaction: it commits with the
+session, wakes workers at that commit, and a rollback leaves nothing. The arguments are
+checked by ``app`` first, as ``app.enqueue`` checks them (its registered tasks, their
+defaults, its ``json_default``), and nothing is written when they are refused.
+
+How it is written depends on the driver under the engine:
+
+- psycopg 3 (``postgresql+psycopg://``, sync or async): pgq's own enqueue on the
+  session's psycopg connection (``app.enqueue(..., conn=...)``);
+- any other driver (``postgresql+asyncpg://``, psycopg2, pg8000): the SQL function
+  ``pgq.enqueue()`` through the session, which checks the same limits again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
+
+from pgq import _json
+from pgq.app import App
+from pgq.job import Job
+from pgq.spec import JobSpec
+
+__all__ = ["enqueue", "enqueue_async"]
+
+# The statements of the path through the SQL function (named parameters in SQLAlchemy's
+# :name style). The arguments arrive checked and with the app's defaults resolved.
+_ENQUEUE = text(
+    "SELECT pgq.enqueue(CAST(:task AS text), CAST(:args AS jsonb), queue => CAST(:queue AS text), "
+    "priority => CAST(:priority AS bigint), run_at => CAST(:run_at AS timestamptz), "
+    "delay => CAST(:delay AS interval), max_attempts => CAST(:max_attempts AS bigint), "
+    "idempotency_key => CAST(:idempotency_key AS text))"
+)
+_JOB = text("SELECT * FROM pgq.jobs WHERE id = :id")
+
+
+def enqueue(
+    session: Session | Connection,
+    app: App,
+    task: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    delay: float | dt.timedelta | None = None,
+    run_at: dt.datetime | None = None,
+    max_attempts: int | None = None,
+    idempotency_key: str | None = None,
+) -> Job:
+    """Enqueue one job in the transaction of ``session`` (a ``Session`` or a Core ``Connection``).
+
+    Takes the options of ``app.enqueue_sync``; returns the job (an idempotency key held
+    by a job that is not final returns that job).
+    """
+    spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
+    connection = session.connection() if isinstance(session, Session) else session
+    if not isinstance(connection, Connection):
+        raise TypeError(
+            f"enqueue takes a sqlalchemy Session or Connection, got {type(session).__name__}; "
+            "use enqueue_async for an AsyncSession"
+        )
+    raw = connection.connection.driver_connection
+    if isinstance(raw, psycopg.Connection):
+        return app.enqueue_sync(**_options(spec), conn=raw)
+    job_id = connection.execute(_ENQUEUE, _sql_params(app, spec)).scalar_one()
+    return Job(**connection.execute(_JOB, {"id": job_id}).mappings().one())
+
+
+async def enqueue_async(
+    session: AsyncSession | AsyncConnection,
+    app: App,
+    task: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    delay: float | dt.timedelta | None = None,
+    run_at: dt.datetime | None = None,
+    max_attempts: int | None = None,
+    idempotency_key: str | None = None,
+) -> Job:
+    """``enqueue`` for an ``AsyncSession`` or a Core ``AsyncConnection``."""
+    spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
+    connection = await session.connection() if isinstance(session, AsyncSession) else session
+    if not isinstance(connection, AsyncConnection):
+        raise TypeError(
+            f"enqueue_async takes a sqlalchemy AsyncSession or AsyncConnection, got {type(session).__name__}; "
+            "use enqueue for a Session"
+        )
+    raw = (await connection.get_raw_connection()).driver_connection
+    if isinstance(raw, psycopg.AsyncConnection):
+        return await app.enqueue(**_options(spec), conn=raw)
+    job_id = (await connection.execute(_ENQUEUE, _sql_params(app, spec))).scalar_one()
+    return Job(**(await connection.execute(_JOB, {"id": job_id})).mappings().one())
+
+
+def _options(spec: JobSpec) -> dict[str, Any]:
+    """app.enqueue's keywords, for the psycopg path (the app checks them there)."""
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+
+
+def _sql_params(app: App, spec: JobSpec) -> dict[str, Any]:
+    """pgq.enqueue()'s parameters, checked by the app first (its tasks, their defaults,
+    its json_default), so that both paths refuse the same calls with the same errors."""
+    new = app._validate(spec)
+    return {**dataclasses.asdict(new), "args": _json.dumps(new.args)}
