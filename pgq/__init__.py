@@ -16,6 +16,7 @@ from pgq.errors import (
     ScheduleNotFoundError,
     SchemaNotMigratedError,
     UnknownTaskError,
+    WaitTimeoutError,
 )
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.pausing import QueuePause
@@ -45,5 +46,6 @@ __all__ = [
     "Settings",
     "Task",
     "UnknownTaskError",
+    "WaitTimeoutError",
     "current_job",
 ]

@@ -12,7 +12,7 @@ from typing import Any, Self, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgq import _db, _ops, _times, pausing
+from pgq import _db, _ops, _times, pausing, waiting
 from pgq._json import JsonDefault
 from pgq._ops import JobSpec, QueueLimits
 from pgq.db import driver
@@ -287,6 +287,7 @@ class App:
             self._sync_pool = pool
 
     def close_sync(self) -> None:
+        waiting.forget(self)  # the LISTEN connection of app.wait()
         with self._sync_lock:
             if self._sync_pool is not None:
                 pool, self._sync_pool = self._sync_pool, None
@@ -356,7 +357,7 @@ class App:
     ) -> Job:
         """Enqueue one job by task name. With ``conn=``, inside the caller's transaction."""
         spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
-        return await self.run(_ops.enqueue(self._insert_params(spec)), conn)
+        return waiting.bind(self, await self.run(_ops.enqueue(self._insert_params(spec)), conn))
 
     def enqueue_sync(
         self,
@@ -372,7 +373,7 @@ class App:
         conn: psycopg.Connection[Any] | None = None,
     ) -> Job:
         spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
-        return self.run_sync(_ops.enqueue(self._insert_params(spec)), conn)
+        return waiting.bind(self, self.run_sync(_ops.enqueue(self._insert_params(spec)), conn))
 
     async def enqueue_spec(self, spec: JobSpec) -> tuple[Job, bool]:
         """Enqueue one JobSpec and say whether it is new (False: an idempotent repeat).
@@ -402,6 +403,16 @@ class App:
 
     def get_job_sync(self, job_id: int) -> Job:
         return self.run_sync(_ops.get_job(job_id))
+
+    async def wait(self, job_id: int, *, timeout: float | None = None) -> Job:  # noqa: ASYNC109 (a typed error, like wait_sync)
+        """The job once it is final (succeeded, failed or cancelled), woken by LISTEN.
+
+        ``timeout`` in seconds (None: no limit); WaitTimeoutError when it passes first,
+        JobNotFoundError for an unknown id. See pgq/waiting.py."""
+        return await waiting.wait(self, job_id, timeout)
+
+    def wait_sync(self, job_id: int, *, timeout: float | None = None) -> Job:
+        return waiting.wait_sync(self, job_id, timeout)
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a job: at once if it has not started; if it is running, ask its worker
