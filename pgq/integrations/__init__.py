@@ -1,0 +1,1 @@
+"""Integrations of pgq with other libraries and frameworks (each imports its framework lazily)."""
