@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 import pgq
 from tests.conftest import Server
-from tests.helpers import count_rows
+from tests.helpers import count_rows, wait_until
 
 django = pytest.importorskip("django")
 
@@ -55,6 +55,8 @@ PROJECT = {
             shipped = models.BooleanField(default=False)
     """,
     "shop/tasks.py": """
+        from django.db import connection
+
         from pgq.integrations.django import get_app
 
         from shop.models import Order
@@ -62,11 +64,11 @@ PROJECT = {
         app = get_app()
 
         @app.task
-        def ship(order_id: int) -> str:
+        def ship(order_id: int) -> dict:
             order = Order.objects.get(id=order_id)
             order.shipped = True
             order.save()
-            return f"shipped {order.item}"
+            return {"shipped": order.item, "backend_pid": connection.connection.info.backend_pid}
     """,
 }
 
@@ -106,6 +108,11 @@ def dsn(project: Path) -> str:
     from pgq.integrations.django import database_dsn
 
     return database_dsn()
+
+
+def session_alive(dsn: str, pid: int) -> bool:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() is not None
 
 
 def orders() -> Any:
@@ -218,8 +225,12 @@ def test_manage_py_pgq_worker_runs_the_projects_jobs(dsn: str, project: Path, tm
         )
     try:
         done = job.wait_sync(timeout=60)
-        assert (done.state, done.result) == (pgq.JobState.SUCCEEDED, "shipped lamp"), log.read_text()
+        assert done.state is pgq.JobState.SUCCEEDED, log.read_text()
+        assert done.result["shipped"] == "lamp"
         assert orders().get(id=order.id).shipped  # the task used the ORM, in the worker
+        # ... and its connection was closed after the run (CONN_MAX_AGE is 0), as after a request.
+        pid = done.result["backend_pid"]
+        wait_until(lambda: not session_alive(dsn, pid), 10, "the task's Django connection to close")
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, log.read_text()

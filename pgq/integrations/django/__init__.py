@@ -7,7 +7,8 @@ Add ``"pgq.integrations.django"`` to ``INSTALLED_APPS``. Then:
   (default ``"default"``), built from ``DATABASES`` by ``database_dsn()``.
 - ``enqueue()`` writes the job on Django's own connection, so inside
   ``transaction.atomic()`` it commits or rolls back with the rest of the block.
-- ``manage.py pgq_worker`` runs a worker for the project's tasks with its settings;
+- ``manage.py pgq_worker`` runs a worker for the project's tasks with its settings
+  (sync tasks may use the ORM: stale connections are closed around each run);
   ``manage.py pgq_migrate`` creates or upgrades the pgq schema in that database.
 - At startup every installed app's ``tasks`` module is imported (``PGQ_TASK_MODULES``
   lists other module names), so ``@app.task`` functions are registered everywhere.
@@ -16,9 +17,10 @@ Add ``"pgq.integrations.django"`` to ``INSTALLED_APPS``. Then:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.util
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -28,7 +30,15 @@ from pgq.app import App
 from pgq.errors import ConfigError
 from pgq.job import Job
 
-__all__ = ["autodiscover_tasks", "database_dsn", "dsn_from_database_settings", "enqueue", "get_app"]
+__all__ = [
+    "autodiscover_tasks",
+    "connection_of",
+    "database_dsn",
+    "dsn_from_database_settings",
+    "enqueue",
+    "get_app",
+    "prepare_worker",
+]
 
 POSTGRES_ENGINES = frozenset({"django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"})
 _NOT_LIBPQ = frozenset({"isolation_level", "server_side_binding", "pool", "assume_role", "cursor_factory", "context"})
@@ -116,6 +126,30 @@ def autodiscover_tasks() -> list[str]:
                 importlib.import_module(module)
                 imported.append(module)
     return imported
+
+
+def _fresh_connections(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def run(**kwargs: Any) -> Any:
+        from django.db import close_old_connections
+
+        close_old_connections()  # as Django does around a request: drop broken or expired ones
+        try:
+            return fn(**kwargs)
+        finally:
+            close_old_connections()
+
+    return run
+
+
+def prepare_worker(app: App) -> None:
+    """Let the app's sync tasks use the ORM in a long-running worker: around each run,
+    Django's connections of that thread that are broken or older than CONN_MAX_AGE are
+    closed, as Django does around each request (``manage.py pgq_worker`` calls this)."""
+    for task in app.tasks.values():
+        if not task.is_async and not getattr(task.fn, "_pgq_django", False):
+            task.fn = _fresh_connections(task.fn)
+            task.fn._pgq_django = True  # type: ignore[attr-defined]
 
 
 def connection_of(using: str | None = None) -> psycopg.Connection[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pgq.errors import PgqError
-from pgq.integrations.django import get_app
+from pgq.integrations.django import get_app, prepare_worker
 from pgq.settings import parse_queues
 
 
@@ -35,6 +35,7 @@ class Command(BaseCommand):
                     "no pgq tasks registered: put them in a tasks.py of an installed app (or list "
                     "PGQ_TASK_MODULES), with @get_app().task"
                 )
+            prepare_worker(app)
             worker = Worker(
                 app,
                 queues=parse_queues(options["queues"]) if options["queues"] else None,
