@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS signups (
 
 
 def create_api(jobs: pgq.App = queue) -> FastAPI:
-    """The service around ``jobs`` (a factory, so that tests can give it their database)."""
+    """The service around ``jobs``; ``api`` below is the one uvicorn serves."""
     jobs_api = create_app(jobs)  # pgq's HTTP API and dashboard
     pools: list[AsyncConnectionPool[psycopg.AsyncConnection[Any]]] = []  # the service's own pool, once started
 

@@ -70,6 +70,17 @@ PROJECT = {
             order.save()
             return {"shipped": order.item, "backend_pid": connection.connection.info.backend_pid}
     """,
+    "shop/own_app.py": """
+        import pgq
+        from pgq.integrations.django import database_dsn
+
+        app = pgq.App(database_dsn())
+    """,
+    "shop/loops_app.py": """
+        from pgq.integrations.django import get_app
+
+        app = get_app()
+    """,
 }
 
 
@@ -145,6 +156,25 @@ def test_the_tasks_modules_are_discovered_at_startup(project: Path) -> None:
 
     assert "ship" in get_app().tasks
     assert autodiscover_tasks() == ["shop.tasks"]
+
+
+def test_pgq_app_names_the_projects_own_app(project: Path) -> None:
+    from django.test import override_settings
+
+    import pgq.integrations.django as integration
+
+    default = integration.get_app()
+    try:
+        integration._app = None
+        with override_settings(PGQ_APP="shop.own_app:app"):
+            from shop.own_app import app  # type: ignore[import-not-found]
+
+            assert integration.get_app() is app
+        integration._app = None
+        with override_settings(PGQ_APP="shop.loops_app:app"), pytest.raises(pgq.ConfigError, match="while it is"):
+            integration.get_app()
+    finally:
+        integration._app = default
 
 
 def test_enqueue_in_atomic_commits_with_the_block(dsn: str) -> None:

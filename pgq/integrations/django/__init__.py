@@ -88,24 +88,34 @@ def database_dsn(using: str | None = None) -> str:
 
 
 _app: App | None = None
-_app_lock = threading.Lock()
+_app_lock = threading.RLock()
+_loading = False
 
 
 def get_app() -> App:
     """The project's pgq.App: ``settings.PGQ_APP`` (``"MODULE:ATTR"``) if set, else one
     App on the pgq database (created once per process)."""
-    global _app
+    global _app, _loading
     from django.conf import settings
 
     with _app_lock:
         if _app is None:
             spec = getattr(settings, "PGQ_APP", None)
-            if spec:
+            if not spec:
+                _app = App(database_dsn())
+            elif _loading:
+                raise ConfigError(
+                    f"PGQ_APP {spec!r} calls get_app() while it is being imported: "
+                    "create its App there with pgq.App(database_dsn())"
+                )
+            else:
                 from pgq.cli import load_app
 
-                _app = load_app(spec)
-            else:
-                _app = App(database_dsn())
+                _loading = True
+                try:
+                    _app = load_app(spec)
+                finally:
+                    _loading = False
         return _app
 
 
