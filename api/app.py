@@ -25,6 +25,7 @@ from pgq.api.config import ApiSettings
 from pgq.api.errors import EXCEPTION_HANDLERS, catch_unexpected
 from pgq.api.events import JobEvents
 from pgq.api.metrics import Metrics
+from pgq.api.reads import Reads
 from pgq.api.subscriptions import DEFAULT_BUFFER
 
 log = logging.getLogger("pgq.api")
@@ -48,6 +49,7 @@ def create_app(
     config = settings or ApiSettings.from_env()
     auth = Auth(config)
     metrics = Metrics()
+    reads = Reads(queue, config)
     events = JobEvents(
         lambda: queue.listen_dsn,
         on_change=metrics.on_change,
@@ -66,20 +68,21 @@ def create_app(
             yield
         finally:
             await events.close()
+            await reads.close()
             await queue.close()
 
     app = Starlette(
         routes=[
-            *jobs.routes(queue, auth, config.max_body_bytes),
+            *jobs.routes(queue, reads, auth, config.max_body_bytes),
             *watch.routes(queue, events, auth, stall_seconds=stall_seconds),
             *live.routes(events, auth, stall_seconds=stall_seconds),
             *status.routes(queue, auth),
-            *queues.routes(queue, auth),
-            *metrics.routes(queue, auth),
+            *queues.routes(queue, reads, auth),
+            *metrics.routes(reads, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),
-            ui.mount(queue, auth),
+            ui.mount(queue, reads, auth),
         ],
-        middleware=[Middleware(metrics.middleware), Middleware(catch_unexpected)],
+        middleware=[Middleware(metrics.middleware), Middleware(reads.middleware), Middleware(catch_unexpected)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

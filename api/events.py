@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pgq._queries import QUERIES
 from pgq.api.subscriptions import BULK_INSERT, DEFAULT_BUFFER, RECONNECTED, EventFilter, JobChange, Subscription
+from pgq.db.events import LISTEN_JOB_EVENTS
 from pgq.errors import DatabaseUnavailableError
 from pgq.listen import ListenClient
 
@@ -65,7 +65,7 @@ class JobEvents:
         self._task: asyncio.Task[None] | None = None
         self._client = ListenClient(
             dsn,
-            QUERIES["job_events_listen"],
+            LISTEN_JOB_EVENTS,
             lambda notify: self._dispatch(notify.payload),
             log=log,
             fallback="wait and events re-read their jobs once it is back",

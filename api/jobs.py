@@ -12,6 +12,7 @@ from starlette.routing import Route
 import pgq
 from pgq.api.auth import Auth, Scope
 from pgq.api.body import MAX_JOB_ID, job_id, library_refused, read_json, read_query
+from pgq.api.reads import Reads
 from pgq.api.schemas import EnqueueRequest, ListQuery
 
 
@@ -25,7 +26,11 @@ def decode_cursor(cursor: str) -> int:
     return min(int(cursor), MAX_JOB_ID)
 
 
-def routes(queue: pgq.App, auth: Auth, max_body_bytes: int) -> list[Route]:
+def routes(queue: pgq.App, reads: Reads, auth: Auth, max_body_bytes: int) -> list[Route]:
+    async def written(response: Response) -> Response:
+        await reads.after_write(response)
+        return response
+
     @auth.require(Scope.WRITE)
     async def enqueue(request: Request) -> Response:
         """201 with a new job; 200 with the existing one for a repeated idempotency key."""
@@ -35,22 +40,27 @@ def routes(queue: pgq.App, auth: Auth, max_body_bytes: int) -> list[Route]:
             job, created = await queue.enqueue_spec(spec)
         except (ValueError, TypeError) as exc:  # the library's own checks (JSON args, run_at with delay, ...)
             raise library_refused(exc) from None
-        return JSONResponse(job.to_dict(), status_code=201 if created else 200)
+        return await written(JSONResponse(job.to_dict(), status_code=201 if created else 200))
 
     @auth.require(Scope.READ)
     async def get_job(request: Request) -> Response:
-        return JSONResponse((await queue.get_job(job_id(request))).to_dict())
+        jid = job_id(request)
+        return JSONResponse((await reads.read(request, lambda app: app.get_job(jid))).to_dict())
 
     @auth.require(Scope.READ)
     async def list_jobs(request: Request) -> Response:
         """Newest first. Keyset on id: rows inserted meanwhile never shift a later page."""
         query = read_query(request, ListQuery)
-        jobs = await queue.list_jobs(
-            queue=query.queue,
-            state=query.state,
-            task=query.task,
-            before_id=decode_cursor(query.cursor) if query.cursor is not None else None,
-            limit=query.limit + 1,  # one more says whether a next page exists
+        before_id = decode_cursor(query.cursor) if query.cursor is not None else None
+        jobs = await reads.read(
+            request,
+            lambda app: app.list_jobs(
+                queue=query.queue,
+                state=query.state,
+                task=query.task,
+                before_id=before_id,
+                limit=query.limit + 1,  # one more says whether a next page exists
+            ),
         )
         page = jobs[: query.limit]
         next_cursor = encode_cursor(page[-1].id) if len(jobs) > query.limit else None
@@ -59,11 +69,11 @@ def routes(queue: pgq.App, auth: Auth, max_body_bytes: int) -> list[Route]:
     @auth.require(Scope.WRITE)
     async def cancel(request: Request) -> Response:
         """Whatever ``app.cancel`` allows; its JobStateError becomes 409."""
-        return JSONResponse((await queue.cancel(job_id(request))).to_dict())
+        return await written(JSONResponse((await queue.cancel(job_id(request))).to_dict()))
 
     @auth.require(Scope.WRITE)
     async def retry(request: Request) -> Response:
-        return JSONResponse((await queue.retry(job_id(request))).to_dict())
+        return await written(JSONResponse((await queue.retry(job_id(request))).to_dict()))
 
     async def jobs(request: Request) -> Response:
         # One route for both methods, so a 405 on /jobs lists both in its Allow header.

@@ -17,9 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import pgq
 from pgq.api.auth import Auth
 from pgq.api.auth import Scope as AuthScope
+from pgq.api.reads import Reads
 from pgq.api.subscriptions import JobChange
 from pgq.monitoring import QueueStats
 
@@ -83,8 +83,8 @@ class Metrics:
         if change.state in {"succeeded", "failed", "cancelled"}:
             self.finished.labels(change.queue, change.state).inc()
 
-    async def render(self, queue: pgq.App) -> bytes:
-        self._queues.stats = await queue.queue_stats()
+    def render(self, stats: list[QueueStats]) -> bytes:
+        self._queues.stats = stats
         return generate_latest(self.registry)
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
@@ -113,9 +113,10 @@ class Metrics:
 
         return timed
 
-    def routes(self, queue: pgq.App, auth: Auth) -> list[Route]:
+    def routes(self, reads: Reads, auth: Auth) -> list[Route]:
         @auth.require(AuthScope.READ)
         async def metrics(request: Request) -> Response:
-            return Response(await self.render(queue), media_type=CONTENT_TYPE_LATEST)
+            stats = await reads.read(request, lambda app: app.queue_stats())
+            return Response(self.render(stats), media_type=CONTENT_TYPE_LATEST)
 
         return [Route("/metrics", metrics, methods=["GET"])]

@@ -39,10 +39,6 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
-
-
 def _error(description: str) -> dict[str, Any]:
     return _json(schemas.ErrorOut, description)
 

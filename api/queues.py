@@ -15,6 +15,7 @@ from starlette.routing import Route
 import pgq
 from pgq.api.auth import Auth, Scope
 from pgq.api.errors import ApiError
+from pgq.api.reads import Reads
 from pgq.task import QUEUE_NAME
 
 
@@ -37,11 +38,13 @@ def _queue_name(request: Request) -> str:
     return name
 
 
-def routes(queue: pgq.App, auth: Auth) -> list[Route]:
+def routes(queue: pgq.App, reads: Reads, auth: Auth) -> list[Route]:
     def action(change: Callable[[str], Awaitable[pgq.QueuePause]]) -> Callable[[Request], Awaitable[Response]]:
         @auth.require(Scope.WRITE)
         async def endpoint(request: Request) -> Response:
-            return JSONResponse(pause_body(await change(_queue_name(request))))
+            response = JSONResponse(pause_body(await change(_queue_name(request))))
+            await reads.after_write(response)
+            return response
 
         return endpoint
 

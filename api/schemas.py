@@ -6,16 +6,27 @@ published schema cannot drift from what the code accepts.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+)
 
-from pgq import _times
-from pgq.job import JobState
+from pgq.job import FIELDS as JOB_FIELDS
+from pgq.job import Job, JobState
+from pgq.spec import MAX_DELAY, RUN_AT_FIRST_YEAR, RUN_AT_LAST_YEAR, check_run_at
 from pgq.task import QUEUE_NAME, TASK_NAME
 
-MAX_DELAY_SECONDS = _times.MAX_DELAY.total_seconds()
+MAX_DELAY_SECONDS = MAX_DELAY.total_seconds()
 MAX_WAIT_SECONDS = 300.0
 
 TaskName = Annotated[str, Field(pattern=TASK_NAME.pattern, description="A task name a worker registers.")]
@@ -84,14 +95,12 @@ class EnqueueRequest(BaseModel):
         default=None, description="Seconds from now before the job may run. Not with run_at."
     )
     run_at: (
-        Annotated[
-            AwareDatetime, AfterValidator(_times.check_run_at), Field(json_schema_extra={"pattern": RUN_AT_PATTERN})
-        ]
+        Annotated[AwareDatetime, AfterValidator(check_run_at), Field(json_schema_extra={"pattern": RUN_AT_PATTERN})]
         | None
     ) = Field(
         default=None,
-        description=f"When the job may run: ISO 8601 with a UTC offset, in the years {_times.RUN_AT_FIRST_YEAR} "
-        f"to {_times.RUN_AT_LAST_YEAR} (as written). Not with delay.",
+        description=f"When the job may run: ISO 8601 with a UTC offset, in the years {RUN_AT_FIRST_YEAR} "
+        f"to {RUN_AT_LAST_YEAR} (as written). Not with delay.",
     )
     max_attempts: Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_integral)] | None = Field(
         default=None, description="Default 5."
@@ -125,35 +134,28 @@ class WaitQuery(BaseModel):
     timeout: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 30.0
 
 
-class JobOut(BaseModel):
-    """A job: one row of pgq.jobs."""
-
-    id: int
-    queue: str
-    task: str
-    args: dict[str, Any]
-    state: State
-    priority: int
-    run_at: dt.datetime
-    attempt: int
-    max_attempts: int
-    result: Any = Field(description="The task's return value, once succeeded.")
-    errors: list[dict[str, Any]] = Field(description="One entry per failed attempt: attempt, at, type, message.")
-    idempotency_key: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    heartbeat_at: dt.datetime | None
-    worker_id: str | None
-    cancel_requested_at: dt.datetime | None
-    progress: dict[str, Any] | None = Field(description='The latest progress: {"percent", "message", "at"}.')
+def _job_field(field: dataclasses.Field[Any], hint: Any) -> tuple[Any, Any]:
+    if field.name == "state":
+        hint = State
+    doc = field.metadata["doc"]
+    return hint, Field(description=doc) if doc else ...
 
 
-class JobPage(BaseModel):
-    """One page of jobs, newest first."""
+_JOB_FIELDS: dict[str, Any] = {
+    f.name: _job_field(f, hint) for f, hint in zip(JOB_FIELDS, get_type_hints(Job).values(), strict=True)
+}
+JobOut: type[BaseModel] = create_model(
+    "JobOut", __doc__="A job: one row of pgq.jobs.", __module__=__name__, **_JOB_FIELDS
+)
+"""Generated from ``pgq.job.Job`` (the one description of a job row), field by field."""
 
-    jobs: list[JobOut]
-    next_cursor: str | None = Field(description="Pass as cursor= for the next page; null on the last page.")
+JobPage: type[BaseModel] = create_model(
+    "JobPage",
+    __doc__="One page of jobs, newest first.",
+    __module__=__name__,
+    jobs=(list[JobOut], ...),  # type: ignore[valid-type]
+    next_cursor=(str | None, Field(description="Pass as cursor= for the next page; null on the last page.")),
+)
 
 
 class QueueOut(BaseModel):

@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from pgq import _db
 from pgq.api.auth import Auth, Scope
+from pgq.db.schema import SCHEMA_HEAD
 
 log = logging.getLogger("pgq.api")
 
@@ -46,7 +46,7 @@ class HealthProbe:
         except (pgq.DatabaseUnavailableError, psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
             log.warning("health: the database is unavailable: %s", exc or type(exc).__name__)
             return 503, {"status": "unavailable", "database": "the database does not answer (see the API's log)"}
-        return 200, {"status": "ok", "schema_revision": _db.SCHEMA_HEAD}
+        return 200, {"status": "ok", "schema_revision": SCHEMA_HEAD}
 
 
 def routes(queue: pgq.App, auth: Auth) -> list[Route]:

@@ -25,7 +25,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from pgq._queries import QUERIES
 from pgq.api.auth import Auth, Scope
 from pgq.api.body import job_id, read_query
 from pgq.api.events import JobEvents
@@ -33,6 +32,7 @@ from pgq.api.schemas import WaitQuery
 from pgq.api.sse import PING, PING_SECONDS, Body, EventStream
 from pgq.api.subscriptions import Resync, Subscription, sse
 from pgq.db.driver import Op
+from pgq.db.events import job_with_snapshot
 from pgq.job import FINAL_STATES, Job
 
 
@@ -75,12 +75,8 @@ class Snapshot:
 
 
 def _read_job(jid: int) -> Op[tuple[Job, Snapshot] | None]:
-    rows = yield QUERIES["job_get_with_snapshot"], {"id": jid}
-    if not rows:
-        return None
-    row = dict(rows[0])
-    snapshot = Snapshot.parse(row.pop("snapshot"))
-    return Job(**row), snapshot
+    read = yield from job_with_snapshot(jid)
+    return None if read is None else (read[0], Snapshot.parse(read[1]))
 
 
 class _Told:

@@ -29,13 +29,14 @@ import psycopg
 from psycopg.rows import dict_row
 
 import pgq
-from pgq import _ops
 from pgq._queries import QUERIES
 from pgq.api import create_app
 from pgq.api.config import ApiSettings
-from pgq.api.ui import data
 from pgq.bench.database import fresh_database
-from pgq.db import driver
+from pgq.bench.queries import BENCH_QUERIES
+from pgq.db import dashboard as data
+from pgq.db import driver, job_admin
+from pgq.spec import JobFilter
 
 LEASE = dt.timedelta(seconds=60)
 
@@ -81,12 +82,12 @@ async def measure(dsn: str, runs: int) -> None:
     assert failed_id is not None
     pages: dict[str, tuple[str, Callable[[], driver.Op[Any]]]] = {
         "overview": ("/ui/", lambda: data.overview(LEASE)),
-        "jobs (newest 50)": ("/ui/jobs", lambda: _ops.list_jobs(limit=51)),
+        "jobs (newest 50)": ("/ui/jobs", lambda: job_admin.list_jobs(JobFilter(limit=51))),
         "jobs (q1, failed)": (
             "/ui/jobs?queue=q1&state=failed",
-            lambda: _ops.list_jobs(queue="q1", state="failed", limit=51),
+            lambda: job_admin.list_jobs(JobFilter(queue="q1", state="failed", limit=51)),
         ),
-        "job (failed, with error)": (f"/ui/jobs/{failed_id[0]}", lambda: _ops.get_job(failed_id[0])),
+        "job (failed, with error)": (f"/ui/jobs/{failed_id[0]}", lambda: job_admin.get(failed_id[0])),
         "tasks (hour + day)": ("/ui/tasks", data.task_stats),
     }
     print(f"{'page':<26} {'page p50':>9} {'page p95':>9} {'SQL p50':>9} {'page / SQL':>11}")
@@ -118,7 +119,7 @@ def main() -> None:
     with fresh_database(server, "pgq_bench_dashboard") as dsn:
         started = time.perf_counter()
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(QUERIES["bench_dashboard_fill"], {"n": args.jobs})
+            conn.execute(BENCH_QUERIES["bench_dashboard_fill"], {"n": args.jobs})
             conn.execute(QUERIES["jobs_vacuum"])
         print(
             f"{args.jobs:,} jobs written and analyzed in {time.perf_counter() - started:.0f} s; "

@@ -31,6 +31,7 @@ from pgq._queries import QUERIES
 from pgq.app import App
 from pgq.bench import workloads
 from pgq.bench.database import fresh_database
+from pgq.bench.queries import BENCH_QUERIES
 
 VERSIONS = Path(__file__).resolve().parent.parent / "migrations" / "versions"
 
@@ -51,7 +52,7 @@ VARIANTS: dict[str, tuple[LiteralString, bool]] = {
 
 def _prepare(dsn: str, function: LiteralString, other_paused: bool) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(QUERIES["bench_jobs_reset"])
+        conn.execute(BENCH_QUERIES["bench_jobs_reset"])
         conn.execute("DELETE FROM pgq.queues")
         conn.execute(function)
         if other_paused:
@@ -69,7 +70,7 @@ def _claim_blocks(dsn: str, blocks: int) -> dict[str, list[float]]:
     calls = 50
     per_call: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(QUERIES["bench_jobs_reset"])
+        conn.execute(BENCH_QUERIES["bench_jobs_reset"])
         conn.execute("DELETE FROM pgq.queues")
         conn.execute(VARIANTS["current"][0])
         conn.execute(VARIANTS["0007 (no pause)"][0].replace("pgq.claim_jobs(", "pgq.claim_jobs_0007(", 1))

@@ -33,6 +33,7 @@ from pgq._queries import QUERIES
 from pgq.app import App
 from pgq.bench import workloads
 from pgq.bench.database import fresh_database, server_settings
+from pgq.bench.queries import BENCH_QUERIES
 from pgq.bench.raw import drained_seconds
 from pgq.bench.stats import Result
 from pgq.bench.workers import check_alive, worker_processes
@@ -50,7 +51,7 @@ def rss_mb(pid: int) -> float:
 
 async def _reset(dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(QUERIES["bench_jobs_reset"])
+        await conn.execute(BENCH_QUERIES["bench_jobs_reset"])
         await conn.execute(QUERIES["jobs_vacuum"])
 
 
@@ -67,7 +68,7 @@ async def backlog_drain(app: App, dsn: str, n: int, concurrency: int) -> tuple[R
             while True:
                 check_alive(procs)
                 rss.append(rss_mb(procs[0].pid))
-                row = await (await conn.execute(QUERIES["bench_jobs_unfinished"])).fetchone()
+                row = await (await conn.execute(BENCH_QUERIES["bench_jobs_unfinished"])).fetchone()
                 if row is not None and not row[0]:
                     break
                 await asyncio.sleep(1.0)
@@ -81,7 +82,7 @@ async def long_transaction(dsn: str) -> AsyncIterator[None]:
     """Another session holding an old snapshot open (what a forgotten BEGIN does)."""
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
-        await conn.execute(QUERIES["bench_jobs_unfinished"])  # opens the transaction, takes the snapshot
+        await conn.execute(BENCH_QUERIES["bench_jobs_unfinished"])  # opens the transaction, takes the snapshot
         yield
         await conn.rollback()
 

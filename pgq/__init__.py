@@ -1,6 +1,5 @@
 """pgq: a job queue for Python that needs nothing but PostgreSQL."""
 
-from pgq._ops import JobSpec, QueueLimits
 from pgq.app import App
 from pgq.context import JobContext, current_job
 from pgq.errors import (
@@ -19,8 +18,9 @@ from pgq.errors import (
     WaitTimeoutError,
 )
 from pgq.job import FINAL_STATES, Job, JobState
-from pgq.pausing import QueuePause
+from pgq.queues import QueueLimits, QueuePause
 from pgq.settings import Settings
+from pgq.spec import JobSpec
 from pgq.task import Task
 
 __all__ = [

@@ -13,7 +13,8 @@ from typing import LiteralString
 _HEADER = re.compile(r"^-- name: (?P<name>[a-z_]+)\s*$", re.MULTILINE)
 
 
-def _load(text: str) -> dict[str, LiteralString]:
+def parse_named(text: str, source: str) -> dict[str, LiteralString]:
+    """The ``-- name: x`` statements of one SQL file, by name."""
     queries: dict[str, LiteralString] = {}
     headers = list(_HEADER.finditer(text))
     for header, following in zip(headers, [*headers[1:], None], strict=True):
@@ -21,7 +22,7 @@ def _load(text: str) -> dict[str, LiteralString]:
         body = text[header.end() : end].strip()
         name = header["name"]
         if name in queries:
-            raise ValueError(f"query {name!r} is defined twice in queries.sql")
+            raise ValueError(f"query {name!r} is defined twice in {source}")
         # Typed LiteralString: the text comes from our own package file, never from
         # user input, and values only ever travel as parameters.
         queries[name] = body
@@ -33,6 +34,4 @@ def schema_sql(name: str = "schema.sql") -> str:
     return resources.files("pgq.schema").joinpath(name).read_text(encoding="utf-8")
 
 
-QUERIES: dict[str, LiteralString] = _load(
-    resources.files("pgq.schema").joinpath("queries.sql").read_text(encoding="utf-8")
-)
+QUERIES: dict[str, LiteralString] = parse_named(schema_sql("queries.sql"), "pgq/schema/queries.sql")

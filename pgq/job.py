@@ -1,9 +1,18 @@
-"""The Job row as Python sees it, and the job states."""
+"""The job row, described once: its columns, their SQL types and meaning, and ``Job``.
+
+``Job``'s fields are the columns of ``pgq.jobs`` in table order; each field's metadata
+carries the column's SQL type and a description. The HTTP API's output model and its
+OpenAPI document are generated from these fields (``api/schemas.py``), and
+``tests/test_job_catalog.py`` compares them with the live catalog, so the table, the
+Python type and the published schema cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import field
 from enum import StrEnum
 from typing import Any
 
@@ -25,31 +34,41 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TIMESTAMPTZ = "timestamp with time zone"
+
+
+def _column(sql_type: str, doc: str = "") -> dict[str, str]:
+    """A column's field metadata: its SQL type (checked against the catalog) and its meaning."""
+    return {"sql_type": sql_type, "doc": doc}
 
 
 @dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)  # weakref: job.wait() finds its App
 class Job:
-    """One row of ``pgq.jobs``; field names are the column names."""
+    """One row of ``pgq.jobs``; field names are the column names, in table order."""
 
-    id: int
-    queue: str
-    task: str
-    args: dict[str, Any]
-    state: JobState
-    priority: int
-    run_at: dt.datetime
-    attempt: int
-    max_attempts: int
-    result: Any
-    errors: list[dict[str, Any]]
-    idempotency_key: str | None
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    heartbeat_at: dt.datetime | None
-    worker_id: str | None
-    cancel_requested_at: dt.datetime | None
-    progress: dict[str, Any] | None
+    id: int = field(metadata=_column("bigint"))
+    queue: str = field(metadata=_column("text"))
+    task: str = field(metadata=_column("text"))
+    args: dict[str, Any] = field(metadata=_column("jsonb", "The task's keyword arguments."))
+    state: JobState = field(metadata=_column("text"))
+    priority: int = field(metadata=_column("smallint", "Lower runs first."))
+    run_at: dt.datetime = field(metadata=_column(TIMESTAMPTZ, "When the job may run (next)."))
+    attempt: int = field(metadata=_column("integer", "Attempts started so far."))
+    max_attempts: int = field(metadata=_column("integer"))
+    result: Any = field(metadata=_column("jsonb", "The task's return value, once succeeded."))
+    errors: list[dict[str, Any]] = field(
+        metadata=_column("jsonb", "One entry per failed attempt: attempt, at, type, message.")
+    )
+    idempotency_key: str | None = field(metadata=_column("text"))
+    created_at: dt.datetime = field(metadata=_column(TIMESTAMPTZ))
+    started_at: dt.datetime | None = field(metadata=_column(TIMESTAMPTZ, "When the latest attempt started."))
+    finished_at: dt.datetime | None = field(metadata=_column(TIMESTAMPTZ))
+    heartbeat_at: dt.datetime | None = field(metadata=_column(TIMESTAMPTZ))
+    worker_id: str | None = field(metadata=_column("text", "The worker running (or that last ran) the job."))
+    cancel_requested_at: dt.datetime | None = field(metadata=_column(TIMESTAMPTZ))
+    progress: dict[str, Any] | None = field(
+        metadata=_column("jsonb", 'The latest progress: {"percent", "message", "at"}.')
+    )
 
     def __post_init__(self) -> None:
         # Rows arrive with state as plain text; keep the enum so comparisons read well.
@@ -74,11 +93,23 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (timestamps as ISO 8601), for the CLI and the HTTP API."""
         out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
+        for name in COLUMNS:
+            value = getattr(self, name)
             if isinstance(value, dt.datetime):
                 value = value.isoformat()
             elif isinstance(value, JobState):
                 value = value.value
-            out[field.name] = value
+            out[name] = value
         return out
+
+
+FIELDS = dataclasses.fields(Job)
+COLUMNS: tuple[str, ...] = tuple(f.name for f in FIELDS)
+"""The columns of pgq.jobs, in table order."""
+COLUMN_TYPES: dict[str, str] = {f.name: f.metadata["sql_type"] for f in FIELDS}
+"""Each column's type as ``information_schema.columns.data_type`` names it."""
+
+
+def from_row(row: Mapping[str, Any]) -> Job:
+    """A Job from a row with every column (extra keys, like ``notified``, are ignored)."""
+    return Job(*(row[name] for name in COLUMNS))

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, TypedDict, Unpack, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pgq import _json, _ticks
@@ -25,6 +25,25 @@ MISSED_POLICIES: tuple[str, ...] = get_args(Missed)
 
 # Names end up in idempotency keys "pgq:schedule:<name>:<tick>", at most 255 characters.
 SCHEDULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """The keyword arguments of ``app.periodic``, ``app.schedule`` and ``Schedule.define``,
+    written once. ``cron`` (5 fields, evaluated in ``timezone``, default "UTC") or
+    ``every`` (seconds or a timedelta), not both. ``missed`` ("run_once", the default, or
+    "skip") says what happens to ticks missed while no worker ran. ``name`` defaults to
+    the task's name; ``queue``, ``priority`` and ``max_attempts`` to the task's own."""
+
+    cron: str | None
+    every: float | dt.timedelta | None
+    timezone: str
+    args: Mapping[str, Any] | None
+    name: str | None
+    missed: str
+    queue: str | None
+    priority: int | None
+    max_attempts: int | None
+
 
 _LATEST_TICK_FIRST_WINDOW = dt.timedelta(minutes=1)
 
@@ -112,32 +131,27 @@ class Schedule:
 
     @classmethod
     def define(
-        cls,
-        task: str,
-        *,
-        cron: str | None = None,
-        every: float | dt.timedelta | None = None,
-        timezone: str = "UTC",
-        args: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        missed: str = "run_once",
-        queue: str | None = None,
-        priority: int | None = None,
-        max_attempts: int | None = None,
-        json_default: _json.JsonDefault | None = None,
+        cls, task: str, *, json_default: _json.JsonDefault | None = None, **options: Unpack[ScheduleOptions]
     ) -> Schedule:
         """Build a schedule from the friendly arguments of ``app.periodic``/``app.schedule``."""
+        unknown = set(options) - set(ScheduleOptions.__annotations__)
+        if unknown:  # the TypedDict binds callers checked by mypy; others are told here
+            raise TypeError(
+                f"unknown schedule options {sorted(unknown)}; allowed: {list(ScheduleOptions.__annotations__)}"
+            )
+        every = options.get("every")
+        name = options.get("name")
         return cls(
             name=name if name is not None else task,
             task=task,
-            args=_json.check_args(args or {}, json_default),
-            cron=cron,
+            args=_json.check_args(options.get("args") or {}, json_default),
+            cron=options.get("cron"),
             every_seconds=every_seconds(every) if every is not None else None,
-            timezone=timezone,
-            missed=cast(Missed, missed),
-            queue=queue,
-            priority=priority,
-            max_attempts=max_attempts,
+            timezone=options.get("timezone", "UTC"),
+            missed=cast(Missed, options.get("missed", "run_once")),
+            queue=options.get("queue"),
+            priority=options.get("priority"),
+            max_attempts=options.get("max_attempts"),
         )
 
     @property

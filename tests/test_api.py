@@ -13,10 +13,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 
 import pgq
-from pgq import _ops
 from pgq._db import SCHEMA_HEAD
 from pgq.api import create_app
 from pgq.api.openapi import document
+from pgq.db import queues
 from tests.conftest import WRITE, api_settings
 from tests.helpers import count_rows
 
@@ -289,7 +289,7 @@ async def test_large_tables_estimate_finished_counts_from_statistics(dsn: str) -
         conn.execute("INSERT INTO pgq.jobs (task, queue) SELECT 'x', 'bulk' FROM generate_series(1, 3)")
         conn.execute("ANALYZE pgq.jobs")
     async with pgq.App(dsn) as app:
-        (stats,) = await app.run(_ops.queue_stats(exact_final_below=1000))
+        (stats,) = await app.run(queues.stats(exact_final_below=1000))
     assert stats.final_counts_estimated
     assert 4000 < stats.counts["succeeded"] < 6000
     assert stats.counts["queued"] == 3  # non-final states are always exact

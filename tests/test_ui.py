@@ -18,7 +18,7 @@ from starlette.routing import Mount
 
 import pgq
 from pgq.api import create_app
-from pgq.api.ui import data
+from pgq.db import dashboard as data
 from tests.conftest import READ_TOKEN, WRITE_TOKEN, api_settings
 
 pytestmark = pytest.mark.anyio

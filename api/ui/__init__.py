@@ -12,12 +12,13 @@ from starlette.staticfiles import StaticFiles
 
 import pgq
 from pgq.api.auth import Auth
+from pgq.api.reads import Reads
 from pgq.api.ui import actions, pages
 from pgq.api.ui.render import Ui
 
 
-def mount(queue: pgq.App, auth: Auth) -> Mount:
-    ui = Ui(queue, auth)
+def mount(queue: pgq.App, reads: Reads, auth: Auth) -> Mount:
+    ui = Ui(queue, reads, auth)
     page = pages.routes(ui)
     act = actions.routes(ui)
     return Mount(

@@ -14,9 +14,10 @@ from starlette.responses import RedirectResponse, Response
 
 import pgq
 from pgq.api.auth import Scope
-from pgq.api.ui import data, session
+from pgq.api.ui import session
 from pgq.api.ui.pages import Handler, guarded
 from pgq.api.ui.render import Ui
+from pgq.db import dashboard as data
 
 _BULK = {
     "retry": ("Retry failed jobs", ("failed",), "bulk_retried"),
@@ -101,7 +102,7 @@ def routes(ui: Ui) -> dict[str, Handler]:
             return ui.message(request, 404, "No such job", f"There is no job {job_id}.")
         except pgq.JobStateError as exc:
             return ui.message(request, 409, "Not possible", str(exc))
-        return ui.redirect(request, "ui:job", {"done": done}, id=job_id)
+        return await ui.written(ui.redirect(request, "ui:job", {"done": done}, id=job_id))
 
     @guarded(ui, Scope.WRITE)
     async def cancel(request: Request) -> Response:
@@ -119,7 +120,7 @@ def routes(ui: Ui) -> dict[str, Handler]:
         except ValueError as exc:
             return ui.message(request, 400, "Bad filter", str(exc))
         title, states, _ = _BULK[action]
-        count = await queue.run(data.count_matching(states, queue_name, task))
+        count = await ui.reads.read(request, lambda app: app.run(data.count_matching(states, queue_name, task)))
         context = {"action": action, "title": title, "count": count, "queue": queue_name, "task": task}
         return ui.render(request, "confirm.html", context)
 
@@ -139,7 +140,7 @@ def routes(ui: Ui) -> dict[str, Handler]:
             changed = await queue.run(data.cancel_waiting_matching(queue_name, task))
             state = "cancelled"
         params = {"queue": queue_name, "task": task, "state": state, "done": _BULK[action][2], "n": changed}
-        return ui.redirect(request, "ui:jobs", params)
+        return await ui.written(ui.redirect(request, "ui:jobs", params))
 
     async def queue_action(request: Request, pause: bool) -> Response:
         values = await form(request)
@@ -153,7 +154,7 @@ def routes(ui: Ui) -> dict[str, Handler]:
                 await queue.resume_queue(name)
         except ValueError as exc:
             return ui.message(request, 400, "Bad queue name", str(exc))
-        return ui.redirect(request, "ui:overview", {"done": "paused" if pause else "resumed"})
+        return await ui.written(ui.redirect(request, "ui:overview", {"done": "paused" if pause else "resumed"}))
 
     @guarded(ui, Scope.WRITE)
     async def pause(request: Request) -> Response:

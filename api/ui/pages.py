@@ -1,6 +1,6 @@
 """The dashboard's pages (GET): overview, jobs, job, tasks, workers, schedules.
 
-Each page is a route, a template and named queries (api/ui/data.py). With
+Each page is a route, a template and named queries (pgq/db/dashboard.py). With
 ``?fragment=1`` a page answers with only its live part, which the page's script
 fetches again when the event stream says something changed.
 """
@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 import pgq
 from pgq.api.auth import Scope
-from pgq.api.ui import data
 from pgq.api.ui.render import NotAllowed, Ui
+from pgq.db import dashboard as data
 
 Handler = Callable[[Request], Awaitable[Response]]
 PAGE_SIZE = 50
@@ -78,6 +78,7 @@ def _filter(request: Request, name: str) -> str | None:
 
 def routes(ui: Ui) -> dict[str, Handler]:
     queue = ui.queue
+    read = ui.reads.read
 
     def view(request: Request, page: str, fragment: str, context: Mapping[str, object]) -> Response:
         name = fragment if request.query_params.get("fragment") == "1" else page
@@ -86,7 +87,12 @@ def routes(ui: Ui) -> dict[str, Handler]:
     @guarded(ui, Scope.READ)
     async def overview(request: Request) -> Response:
         lease = dt.timedelta(seconds=queue.settings.rescue_after)
-        return view(request, "overview.html", "_queues.html", {"data": await queue.run(data.overview(lease))})
+        return view(
+            request,
+            "overview.html",
+            "_queues.html",
+            {"data": await read(request, lambda app: app.run(data.overview(lease)))},
+        )
 
     @guarded(ui, Scope.READ)
     async def jobs(request: Request) -> Response:
@@ -103,13 +109,13 @@ def routes(ui: Ui) -> dict[str, Handler]:
         search = filters.pop("q")
         found: list[pgq.Job] | None = None
         if search is not None:
-            found = await queue.run(data.find_by_key(search))
+            found = await read(request, lambda app: app.run(data.find_by_key(search)))
             if search.isdigit() and int(search) < 2**63:
                 with contextlib.suppress(pgq.JobNotFoundError):
-                    found.insert(0, await queue.get_job(int(search)))
+                    found.insert(0, await read(request, lambda app: app.get_job(int(search))))
             rows, next_before = found, None
         else:
-            page = await queue.list_jobs(**filters, before_id=before, limit=PAGE_SIZE + 1)
+            page = await read(request, lambda app: app.list_jobs(**filters, before_id=before, limit=PAGE_SIZE + 1))
             rows = page[:PAGE_SIZE]
             next_before = rows[-1].id if len(page) > PAGE_SIZE else None
         context = {
@@ -127,7 +133,7 @@ def routes(ui: Ui) -> dict[str, Handler]:
     async def job(request: Request) -> Response:
         job_id: int = request.path_params["id"]
         try:
-            found = await queue.get_job(job_id) if job_id < 2**63 else None
+            found = await read(request, lambda app: app.get_job(job_id)) if job_id < 2**63 else None
         except pgq.JobNotFoundError:
             found = None
         if found is None:
@@ -136,17 +142,17 @@ def routes(ui: Ui) -> dict[str, Handler]:
 
     @guarded(ui, Scope.READ)
     async def tasks(request: Request) -> Response:
-        stats = await queue.run(data.task_stats())
+        stats = await read(request, lambda app: app.run(data.task_stats()))
         return view(request, "tasks.html", "tasks.html", {"stats": stats, "cap": data.TASK_RUNS_CAP})
 
     @guarded(ui, Scope.READ)
     async def workers(request: Request) -> Response:
-        rows = await queue.run(data.workers())
+        rows = await read(request, lambda app: app.run(data.workers()))
         return view(request, "workers.html", "workers.html", {"workers": rows})
 
     @guarded(ui, Scope.READ)
     async def schedules(request: Request) -> Response:
-        rows = await queue.run(data.schedules())
+        rows = await read(request, lambda app: app.run(data.schedules()))
         return view(request, "schedules.html", "schedules.html", {"schedules": rows, "now": dt.datetime.now(dt.UTC)})
 
     return {

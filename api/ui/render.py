@@ -14,6 +14,7 @@ from starlette.templating import Jinja2Templates
 
 import pgq
 from pgq.api.auth import Auth, Scope
+from pgq.api.reads import Reads
 from pgq.api.ui import format as fmt
 from pgq.api.ui import session
 
@@ -45,6 +46,7 @@ _SENTINEL = 7_340_000_000_000_000
 @dataclasses.dataclass
 class Ui:
     queue: pgq.App
+    reads: Reads
     auth: Auth
     templates: Jinja2Templates = dataclasses.field(default_factory=_templates)
     _paths: dict[tuple[str, str, tuple[str, ...]], str] = dataclasses.field(default_factory=dict)
@@ -63,6 +65,11 @@ class Ui:
         for i, name in enumerate(names):
             template = template.replace(str(_SENTINEL + i), str(params[name]))
         return template
+
+    async def written(self, response: Response) -> Response:
+        """A write's answer, with the WAL position that reads its write back (api/positions.py)."""
+        await self.reads.after_write(response)
+        return response
 
     def allowed(self, request: Request, needed: Scope) -> Scope:
         """The browser's scope if it covers ``needed``; NotAllowed otherwise."""

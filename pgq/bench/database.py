@@ -13,7 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pgq import _db
-from pgq._queries import QUERIES
+from pgq.bench.queries import BENCH_QUERIES
 
 
 def database_dsn(server_dsn: str, name: str) -> str:
@@ -31,17 +31,17 @@ def _execute(server_dsn: str, query: sql.Composed) -> None:
 
 
 def create_database(server_dsn: str, name: str) -> str:
-    _execute(server_dsn, sql.SQL(QUERIES["bench_database_create"]).format(name=sql.Identifier(name)))
+    _execute(server_dsn, sql.SQL(BENCH_QUERIES["bench_database_create"]).format(name=sql.Identifier(name)))
     return database_dsn(server_dsn, name)
 
 
 def drop_database(server_dsn: str, name: str) -> None:
-    _execute(server_dsn, sql.SQL(QUERIES["bench_database_drop"]).format(name=sql.Identifier(name)))
+    _execute(server_dsn, sql.SQL(BENCH_QUERIES["bench_database_drop"]).format(name=sql.Identifier(name)))
 
 
 def database_exists(server_dsn: str, name: str) -> bool:
     with _db.connect(server_dsn) as conn:
-        row = conn.execute(QUERIES["bench_database_exists"], {"name": name}).fetchone()
+        row = conn.execute(BENCH_QUERIES["bench_database_exists"], {"name": name}).fetchone()
     return bool(row and row[0])
 
 
@@ -63,6 +63,6 @@ def fresh_database(server_dsn: str, prefix: str, *, migrate: bool = True) -> Ite
 def server_settings(dsn: str) -> dict[str, Any]:
     """What the results depend on: the server version and its durability settings."""
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(QUERIES["bench_server_settings"])
+        cur.execute(BENCH_QUERIES["bench_server_settings"])
         row = cur.fetchone()
     return dict(row or {})

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pgq._queries import QUERIES
+from pgq.bench.queries import BENCH_QUERIES
 from pgq.bench.stats import Result
 
 
@@ -26,7 +27,7 @@ async def insert_one(dsn: str, n: int) -> Result:
     async with await _connect(dsn) as conn:
         start = time.perf_counter()
         for _ in range(n):
-            await conn.execute(QUERIES["bench_raw_insert"], {"task": "noop", "args": Jsonb({})})
+            await conn.execute(BENCH_QUERIES["bench_raw_insert"], {"task": "noop", "args": Jsonb({})})
         return Result("raw_insert_one", n, time.perf_counter() - start)
 
 
@@ -35,7 +36,7 @@ async def copy_many(dsn: str, n: int, batch: int) -> Result:
     async with await _connect(dsn) as conn:
         start = time.perf_counter()
         for offset in range(0, n, batch):
-            async with conn.cursor() as cur, cur.copy(QUERIES["bench_raw_copy"]) as copy:
+            async with conn.cursor() as cur, cur.copy(BENCH_QUERIES["bench_raw_copy"]) as copy:
                 copy.set_types(["text", "jsonb"])
                 for i in range(offset, min(n, offset + batch)):
                     await copy.write_row(("noop", Jsonb({"i": i})))
@@ -44,7 +45,7 @@ async def copy_many(dsn: str, n: int, batch: int) -> Result:
 
 async def drained_seconds(conn: psycopg.AsyncConnection[Any]) -> tuple[int, float]:
     """Finished jobs, and seconds from the first start to the last finish (DB clock)."""
-    row = await (await conn.execute(QUERIES["bench_drain_progress"])).fetchone()
+    row = await (await conn.execute(BENCH_QUERIES["bench_drain_progress"])).fetchone()
     assert row is not None
     return int(row[0]), float(row[1] or 0.0)
 
@@ -52,11 +53,11 @@ async def drained_seconds(conn: psycopg.AsyncConnection[Any]) -> tuple[int, floa
 async def _claim_complete_loop(dsn: str, batch: int, loop_id: int) -> None:
     async with await _connect(dsn) as conn:
         while True:
-            cur = await conn.execute(QUERIES["bench_raw_claim"], {"limit": batch, "worker_id": f"raw-{loop_id}"})
+            cur = await conn.execute(BENCH_QUERIES["bench_raw_claim"], {"limit": batch, "worker_id": f"raw-{loop_id}"})
             ids = [row[0] for row in await cur.fetchall()]
             if not ids:
                 return
-            await conn.execute(QUERIES["bench_raw_complete"], {"ids": ids})
+            await conn.execute(BENCH_QUERIES["bench_raw_complete"], {"ids": ids})
 
 
 async def claim_complete(dsn: str, n: int, loops: int, batch: int) -> Result:
@@ -76,10 +77,10 @@ async def wakeup(dsn: str, samples: int, spacing: float) -> Result:
         await listener.execute(QUERIES["worker_listen"])
         for _ in range(samples):
             sent = time.perf_counter()
-            await producer.execute(QUERIES["bench_raw_insert"], {"task": "raw", "args": Jsonb({})})
+            await producer.execute(BENCH_QUERIES["bench_raw_insert"], {"task": "raw", "args": Jsonb({})})
             # notifies() holds the connection until it stops: claim after it, not inside.
             notified = [n async for n in listener.notifies(timeout=5, stop_after=1)]
-            cur = await listener.execute(QUERIES["bench_raw_claim"], {"limit": 1, "worker_id": "raw"})
+            cur = await listener.execute(BENCH_QUERIES["bench_raw_claim"], {"limit": 1, "worker_id": "raw"})
             if notified and await cur.fetchall():
                 latencies.append((time.perf_counter() - sent) * 1000)
             await asyncio.sleep(spacing)

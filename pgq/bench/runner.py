@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from pgq._queries import QUERIES
 from pgq.app import App
 from pgq.bench import raw, workloads
 from pgq.bench.database import fresh_database, server_settings
+from pgq.bench.queries import BENCH_QUERIES
 from pgq.bench.stats import Result, ratio
 from pgq.worker.claim_ahead import largest_claim
 
@@ -58,7 +58,7 @@ class BenchOptions:
 
 async def _reset(dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(QUERIES["bench_jobs_reset"])
+        await conn.execute(BENCH_QUERIES["bench_jobs_reset"])
 
 
 async def _measure(dsn: str, step: Callable[[], Awaitable[Result]]) -> Result:

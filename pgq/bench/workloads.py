@@ -15,12 +15,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgq._ops import JobSpec
-from pgq._queries import QUERIES
 from pgq.app import App
+from pgq.bench.queries import BENCH_QUERIES
 from pgq.bench.raw import drained_seconds
 from pgq.bench.stats import Result
 from pgq.bench.workers import check_alive, worker_processes
+from pgq.spec import JobSpec
 
 _WAIT_SECONDS = 600.0
 
@@ -72,7 +72,7 @@ async def drain(app: App, dsn: str, n: int, workers: int, concurrency: int, batc
 async def _stamps(dsn: str) -> list[dict[str, float]]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(QUERIES["bench_stamp_results"])
+        await cur.execute(BENCH_QUERIES["bench_stamp_results"])
         return await cur.fetchall()
 
 

@@ -3,11 +3,14 @@
 Each function owns its statement's parameters and returns typed rows, so a call site
 never builds a parameter dict or unpacks a tuple, and a changed ``RETURNING`` clause
 fails here, under mypy and the tests, instead of at a distant call site. Grouped per
-table: ``jobs``, ``workers``, ``leases``. Functions take an open connection, so the
-caller decides about pooling, pipelines and transactions.
+table or concern: ``jobs`` (the worker's and the leader's hot path), ``enqueue``,
+``job_admin``, ``queues``, ``schedules``, ``workers``, ``leases``, ``schema``,
+``dashboard`` and ``events``.
 
-So far the worker's and the leader services' statements go through here; the
-producer (``pgq/_ops.py``), the scheduler and the API still use ``QUERIES`` directly.
+Two shapes, each where it pays: the worker's statements are plain async functions on an
+open connection (the caller decides about pooling, pipelines and transactions); the
+producer's and the API's are sans-IO operations (``driver.Op``) that ``App.run`` and
+``App.run_sync`` drive, so each is written once for sync and async callers.
 """
 
 from __future__ import annotations

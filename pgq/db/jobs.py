@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 
 from pgq._queries import QUERIES
 from pgq.db import Conn
-from pgq.job import Job
+from pgq.job import Job, from_row
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ async def claim(conn: Conn, queues: Sequence[str], limit: int, worker_id: str) -
     """``job_claim``: up to ``limit`` ready jobs, now 'running' on ``worker_id``."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(QUERIES["job_claim"], {"queues": list(queues), "limit": limit, "worker_id": worker_id})
-    return [Job(**row) for row in await cur.fetchall()]
+    return [from_row(row) for row in await cur.fetchall()]
 
 
 async def promote_due(conn: Conn, limit: int) -> list[str]:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from pgq._queries import QUERIES
 from pgq.db import Conn
+from pgq.db.driver import Op
+from pgq.monitoring import WorkerInfo
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,3 +54,9 @@ async def prune_dead(conn: Conn, lease: dt.timedelta) -> list[str]:
     """``worker_prune_dead``: remove rows silent for longer than ``lease``; their ids."""
     cur = await conn.execute(QUERIES["worker_prune_dead"], {"lease": lease})
     return [str(row[0]) for row in await cur.fetchall()]
+
+
+def list_workers() -> Op[list[WorkerInfo]]:
+    """``worker_list``: registered workers, oldest first, with seconds since their heartbeat."""
+    rows = yield QUERIES["worker_list"], {}
+    return [WorkerInfo(**r) for r in rows]

@@ -1,5 +1,6 @@
 -- The whole current pgq schema. Migrations (migrations/versions/) must produce exactly
--- this; tests/test_migrations.py compares the two. Change both together.
+-- this; tests/test_schema.py (test_migrated_database_equals_the_schema_file) compares
+-- the two. Change both together.
 
 CREATE SCHEMA IF NOT EXISTS pgq;
 

@@ -1,4 +1,5 @@
-"""Leader election: one worker at a time runs maintenance (the rescuer, the scheduler).
+"""Leader election: one worker at a time runs maintenance (the rescuer, the pruner, the
+scheduler).
 
 A lease row in pgq.leases, not an advisory lock: it works through PgBouncer in
 transaction mode and can be read with SQL. The leader renews it every maintenance
@@ -9,7 +10,7 @@ deleted on the way out).
 Every interval the leader renews the lease and runs every duty. A duty whose result
 has a ``wake_in`` (seconds) asks to run again sooner: the scheduler does, for a
 schedule that repeats faster than the interval. Only that duty runs early; the
-others, like the rescuer, keep to the interval.
+others, like the rescuer and the pruner (retention), keep to the interval.
 """
 
 from __future__ import annotations

@@ -27,14 +27,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from pgq import _json
-from pgq._queries import QUERIES
+from pgq.db import driver, enqueue
+from pgq.db import schedules as stored
 from pgq.errors import ConfigError
 from pgq.schedule import Schedule
+from pgq.spec import JobSpec, validate
 from pgq.task import Task
 
 log = logging.getLogger("pgq.scheduler")
@@ -83,21 +82,6 @@ def idempotency_key(name: str, tick: dt.datetime) -> str:
     return f"pgq:schedule:{name}:{tick.astimezone(dt.UTC).isoformat()}"
 
 
-def _schedule_of(row: Mapping[str, Any]) -> Schedule:
-    return Schedule(
-        name=row["name"],
-        task=row["task"],
-        args=row["args"],
-        cron=row["cron"],
-        every_seconds=row["every_seconds"],
-        timezone=row["timezone"],
-        missed=row["missed"],
-        queue=row["queue"],
-        priority=row["priority"],
-        max_attempts=row["max_attempts"],
-    )
-
-
 class Scheduler:
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], *, grace: dt.timedelta = GRACE) -> None:
         self.pool = pool
@@ -124,23 +108,15 @@ class Scheduler:
                     schedule.queue,
                 )
         async with self.pool.connection() as conn, conn.transaction():
-            row = await (await conn.execute(QUERIES["clock_now"])).fetchone()
-            assert row is not None
-            now: dt.datetime = row[0]
-            payload = [
-                {
-                    **{f.name: getattr(s, f.name) for f in dataclasses.fields(s)},
-                    "next_run_at": s.next_tick(now).isoformat(),
-                }
-                for s in resolved
-            ]
-            params = {"schedules": Jsonb(payload, dumps=_json.dumps)}
-            changed = await (await conn.execute(QUERIES["schedule_upsert_many"], params)).fetchall()
-        for name, next_run_at, inserted in changed:
+            changed = await stored.upsert_many(conn, resolved, await stored.clock_now(conn))
+        for row in changed:
             log.info(
-                "schedule %s %s; next run at %s", name, "registered" if inserted else "updated", next_run_at.isoformat()
+                "schedule %s %s; next run at %s",
+                row.name,
+                "registered" if row.inserted else "updated",
+                row.next_run_at.isoformat(),
             )
-        return [str(r[0]) for r in changed]
+        return [row.name for row in changed]
 
     async def run_once(self) -> ScheduleReport:
         """Enqueue every due run (one transaction each) and say when the next is due."""
@@ -149,38 +125,30 @@ class Scheduler:
         async with self.pool.connection() as conn:
             for _ in range(_MAX_RUNS_PER_ROUND):
                 async with conn.transaction():
-                    cur = conn.cursor(row_factory=dict_row)
-                    row = await (await cur.execute(QUERIES["schedule_lock_next_due"], {"exclude": broken})).fetchone()
-                    if row is None:
+                    due = await stored.lock_next_due(conn, broken)
+                    if due is None:
                         break
                     try:
-                        schedule = _schedule_of(row)
-                        step = plan(schedule, row["next_run_at"], row["now"], self.grace)
+                        schedule = due.schedule()
+                        step = plan(schedule, due.next_run_at, due.now, self.grace)
                     except (ConfigError, ValueError) as exc:
-                        log.error("schedule %s cannot be computed, skipping it: %s", row["name"], exc)
-                        broken.append(row["name"])
+                        log.error("schedule %s cannot be computed, skipping it: %s", due.name, exc)
+                        broken.append(due.name)
                         continue
                     job_id = await self._enqueue(conn, schedule, step.run_at) if step.run_at else None
-                    await conn.execute(
-                        QUERIES["schedule_advance"],
-                        {
-                            "name": schedule.name,
-                            "next_run_at": step.next_run_at,
-                            "last_run_at": step.run_at,
-                            "last_job_id": job_id,
-                        },
-                    )
-                self._log_step(schedule, row["next_run_at"], step)
+                    await stored.advance(conn, schedule.name, step.next_run_at, step.run_at, job_id)
+                self._log_step(schedule, due.next_run_at, step)
                 if step.run_at is not None:
                     enqueued.append(EnqueuedRun(schedule.name, step.run_at, job_id))
-            due = await (await conn.execute(QUERIES["schedule_next_due_in"], {"exclude": broken})).fetchone()
-            orphans = await (await conn.execute(QUERIES["schedule_orphaned_due"])).fetchall()
+            wake_in = await stored.next_due_in(conn, broken)
+            orphans = await stored.orphaned_due(conn)
         self._log_orphans(orphans)
-        return ScheduleReport(enqueued=enqueued, wake_in=due[0] if due else None)
+        return ScheduleReport(enqueued=enqueued, wake_in=wake_in)
 
-    def _log_orphans(self, orphans: list[tuple[Any, ...]]) -> None:
+    def _log_orphans(self, orphans: list[stored.Orphan]) -> None:
         """Say once per schedule that it is skipped because no live worker declares it."""
-        for name, task, declared_at in orphans:
+        for orphan in orphans:
+            name, task, declared_at = orphan.name, orphan.task, orphan.declared_at
             if name not in self._orphans_logged:
                 log.warning(
                     "schedule %s (task %s) is declared by no live worker since %s: not run until a worker of its "
@@ -190,22 +158,23 @@ class Scheduler:
                     declared_at.isoformat(),
                     name,
                 )
-        self._orphans_logged = {row[0] for row in orphans}
+        self._orphans_logged = {orphan.name for orphan in orphans}
 
     @staticmethod
     async def _enqueue(conn: psycopg.AsyncConnection[Any], schedule: Schedule, tick: dt.datetime) -> int | None:
-        params = {
-            "queue": schedule.queue,
-            "task": schedule.task,
-            "args": Jsonb(dict(schedule.args), dumps=_json.dumps),
-            "priority": schedule.priority,
-            "run_at": tick,
-            "delay": None,
-            "max_attempts": schedule.max_attempts,
-            "idempotency_key": idempotency_key(schedule.name, tick),
-        }
-        row = await (await conn.execute(QUERIES["job_insert"], params)).fetchone()
-        return None if row is None else int(row[0])
+        """The run's job, through the producer's own validation and insert; None when
+        the tick's idempotency key already holds a job (enqueued before)."""
+        spec = JobSpec(
+            schedule.task,
+            schedule.args,
+            schedule.queue,
+            schedule.priority,
+            run_at=tick,
+            max_attempts=schedule.max_attempts,
+            idempotency_key=idempotency_key(schedule.name, tick),
+        )
+        job, new = await driver.run_async(conn, enqueue.insert(validate(spec, None)))
+        return job.id if new else None
 
     @staticmethod
     def _log_step(schedule: Schedule, due: dt.datetime, step: Plan) -> None:

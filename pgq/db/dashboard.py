@@ -1,7 +1,7 @@
-"""What each dashboard page reads, as sans-IO operations over named queries.
+"""What each dashboard page reads (api/ui/), as sans-IO operations over named queries.
 
-Like pgq/_ops.py: each function yields ``(query, params)`` and receives rows, so
-``App._run`` drives it on the app's pool. Nothing here counts finished rows of the
+Each function yields ``(query, params)`` and receives rows, so ``App.run`` drives it
+on the app's pool. Nothing here counts finished rows of the
 whole table: the overview reuses ``queue_stats`` (estimates on large tables) and the
 rest read ranges of partial indexes or of jobs_finished_at_idx.
 """
@@ -12,10 +12,12 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from pgq import _ops
 from pgq._queries import QUERIES
+from pgq.db import queues
+from pgq.db import schedules as schedule_rows
+from pgq.db import workers as worker_rows
 from pgq.db.driver import Op
-from pgq.job import FINAL_STATES, Job, JobState
+from pgq.job import FINAL_STATES, Job, JobState, from_row
 from pgq.monitoring import QueueStats, WorkerInfo
 from pgq.schedule import ScheduleState
 
@@ -52,7 +54,7 @@ class Overview:
 
 
 def overview(lease: dt.timedelta) -> Op[Overview]:
-    stats = yield from _ops.queue_stats()
+    stats = yield from queues.stats()
     settings = {r["queue"]: r for r in (yield QUERIES["ui_queue_settings"], {})}
     minutes: dict[str, list[int]] = {}
     failed: dict[str, int] = {}
@@ -89,7 +91,7 @@ def overview(lease: dt.timedelta) -> Op[Overview]:
 
 def find_by_key(key: str) -> Op[list[Job]]:
     rows = yield QUERIES["ui_job_find_by_key"], {"key": key}
-    return [Job(**r) for r in rows]
+    return [from_row(r) for r in rows]
 
 
 TASK_RUNS_CAP = 10_000
@@ -134,7 +136,7 @@ class WorkerRow:
 
 
 def workers() -> Op[list[WorkerRow]]:
-    infos = yield from _ops.list_workers()
+    infos = yield from worker_rows.list_workers()
     running = {r["worker_id"]: r for r in (yield QUERIES["ui_running_by_worker"], {})}
     return [
         WorkerRow(w, running.get(w.id, {}).get("running", 0), running.get(w.id, {}).get("job_ids", [])) for w in infos
@@ -142,7 +144,7 @@ def workers() -> Op[list[WorkerRow]]:
 
 
 def schedules() -> Op[list[ScheduleState]]:
-    return (yield from _ops.list_schedules())
+    return (yield from schedule_rows.list_schedules())
 
 
 def count_matching(states: tuple[str, ...], queue: str | None, task: str | None) -> Op[int]:
