@@ -199,3 +199,22 @@ def test_wait_sync_with_a_worker_process(dsn: str, tmp_path: Path) -> None:
         assert waiter_sessions(dsn) == 0
     finally:
         workers.kill_all()
+
+
+def test_one_app_waits_from_two_event_loops_in_turn(dsn: str, tmp_path: Path) -> None:
+    """A script that calls asyncio.run() twice: the listener belongs to no event loop."""
+    workers = WorkerProcesses(dsn, tmp_path)
+    try:
+        workers("--concurrency", "2")
+        app = pgq.App(dsn, settings=pgq.Settings())
+
+        async def one(n: int) -> object:
+            job = await app.enqueue("noop", {"n": n})
+            return (await job.wait(timeout=30)).result
+
+        assert asyncio.run(one(1)) == 1
+        assert asyncio.run(one(2)) == 2
+        assert waiting.waiter_for(app).connections == 1
+        app.close_sync()
+    finally:
+        workers.kill_all()
