@@ -95,7 +95,9 @@ def project(pg_server: Server, template_db: str, tmp_path_factory: pytest.TempPa
             text = text.format(name=name, user=params["user"], host=params["host"], port=str(params["port"]))
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(textwrap.dedent(text).lstrip())
-    with pg_server.janitor(name, template=template_db):
+    janitor = pg_server.janitor(name, template=template_db)
+    janitor.drop()  # left over by an interrupted run of this process id
+    with janitor:
         sys.path.insert(0, str(root))
         os.environ["DJANGO_SETTINGS_MODULE"] = "shopsite.settings"
         django.setup()
