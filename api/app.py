@@ -76,7 +76,7 @@ def create_app(
             *jobs.routes(queue, reads, auth, config.max_body_bytes),
             *watch.routes(queue, events, auth, stall_seconds=stall_seconds),
             *live.routes(events, auth, stall_seconds=stall_seconds),
-            *status.routes(queue, auth),
+            *status.routes(queue, reads, auth),
             *queues.routes(queue, reads, auth),
             *metrics.routes(reads, auth),
             Route("/openapi.json", openapi_json, methods=["GET"]),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Annotated, Any, Literal, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -21,10 +21,13 @@ from pydantic import (
     create_model,
 )
 
-from pgq.job import FIELDS as JOB_FIELDS
 from pgq.job import Job, JobState
+from pgq.monitoring import WorkerInfo
 from pgq.spec import MAX_DELAY, RUN_AT_FIRST_YEAR, RUN_AT_LAST_YEAR, check_run_at
 from pgq.task import QUEUE_NAME, TASK_NAME
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MAX_DELAY_SECONDS = MAX_DELAY.total_seconds()
 MAX_WAIT_SECONDS = 300.0
@@ -134,20 +137,19 @@ class WaitQuery(BaseModel):
     timeout: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 30.0
 
 
-def _job_field(field: dataclasses.Field[Any], hint: Any) -> tuple[Any, Any]:
-    if field.name == "state":
-        hint = State
-    doc = field.metadata["doc"]
-    return hint, Field(description=doc) if doc else ...
+def model_of(row: type[DataclassInstance], name: str, doc: str, **types: Any) -> type[BaseModel]:
+    """A response model generated from a row's dataclass, field by field (``types``
+    overrides a field's type; a field's ``doc`` metadata becomes its description), so
+    the published schema is the Python type and cannot drift from it."""
+    fields: dict[str, Any] = {}
+    for field, hint in zip(dataclasses.fields(row), get_type_hints(row).values(), strict=True):
+        doc_text = field.metadata.get("doc")
+        fields[field.name] = (types.get(field.name, hint), Field(description=doc_text) if doc_text else ...)
+    return create_model(name, __doc__=doc, __module__=__name__, **fields)
 
 
-_JOB_FIELDS: dict[str, Any] = {
-    f.name: _job_field(f, hint) for f, hint in zip(JOB_FIELDS, get_type_hints(Job).values(), strict=True)
-}
-JobOut: type[BaseModel] = create_model(
-    "JobOut", __doc__="A job: one row of pgq.jobs.", __module__=__name__, **_JOB_FIELDS
-)
-"""Generated from ``pgq.job.Job`` (the one description of a job row), field by field."""
+JobOut = model_of(Job, "JobOut", "A job: one row of pgq.jobs.", state=State)
+WorkerOut = model_of(WorkerInfo, "WorkerOut", "A worker process registered in pgq.workers.")
 
 JobPage: type[BaseModel] = create_model(
     "JobPage",
@@ -182,21 +184,11 @@ class QueuePauseOut(BaseModel):
     paused_at: dt.datetime | None = Field(description="When the queue was paused; null when it is not paused.")
 
 
-class WorkerOut(BaseModel):
-    """A worker process registered in pgq.workers."""
-
-    id: str
-    host: str
-    pid: int
-    queues: list[str]
-    concurrency: int
-    started_at: dt.datetime
-    heartbeat_at: dt.datetime
-    seconds_since_heartbeat: float
-
-
-class WorkerList(BaseModel):
-    workers: list[WorkerOut]
+WorkerList: type[BaseModel] = create_model(
+    "WorkerList",
+    __module__=__name__,
+    workers=(list[WorkerOut], ...),  # type: ignore[valid-type]
+)
 
 
 class Health(BaseModel):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import logging
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg_pool import PoolTimeout
@@ -13,9 +16,21 @@ from starlette.routing import Route
 
 import pgq
 from pgq.api.auth import Auth, Scope
+from pgq.api.reads import Reads
 from pgq.db.schema import SCHEMA_HEAD
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 log = logging.getLogger("pgq.api")
+
+
+def json_ready(row: DataclassInstance) -> dict[str, Any]:
+    """A row's fields as JSON values (timestamps as ISO 8601), named as in the table."""
+    return {
+        f.name: value.isoformat() if isinstance(value := getattr(row, f.name), dt.datetime) else value
+        for f in dataclasses.fields(row)
+    }
 
 
 PROBE_TIMEOUT_SECONDS = 5.0
@@ -49,7 +64,7 @@ class HealthProbe:
         return 200, {"status": "ok", "schema_revision": SCHEMA_HEAD}
 
 
-def routes(queue: pgq.App, auth: Auth) -> list[Route]:
+def routes(queue: pgq.App, reads: Reads, auth: Auth) -> list[Route]:
     probe = HealthProbe(queue)
 
     async def health(request: Request) -> Response:
@@ -62,44 +77,13 @@ def routes(queue: pgq.App, auth: Auth) -> list[Route]:
 
     @auth.require(Scope.READ)
     async def queues(request: Request) -> Response:
-        stats = await queue.queue_stats()
-        return JSONResponse(
-            {
-                "queues": [
-                    {
-                        "queue": s.queue,
-                        "counts": s.counts,
-                        "oldest_queued_seconds": s.oldest_queued_seconds,
-                        "finished_last_minute": s.finished_last_minute,
-                        "final_counts_estimated": s.final_counts_estimated,
-                        "paused": s.paused,
-                        "paused_at": s.paused_at.isoformat() if s.paused_at else None,
-                    }
-                    for s in stats
-                ]
-            }
-        )
+        stats = await reads.read(request, lambda app: app.queue_stats())
+        return JSONResponse({"queues": [{**json_ready(s), "paused": s.paused} for s in stats]})
 
     @auth.require(Scope.READ)
     async def workers(request: Request) -> Response:
-        rows = await queue.list_workers()
-        return JSONResponse(
-            {
-                "workers": [
-                    {
-                        "id": w.id,
-                        "host": w.host,
-                        "pid": w.pid,
-                        "queues": w.queues,
-                        "concurrency": w.concurrency,
-                        "started_at": w.started_at.isoformat(),
-                        "heartbeat_at": w.heartbeat_at.isoformat(),
-                        "seconds_since_heartbeat": w.seconds_since_heartbeat,
-                    }
-                    for w in rows
-                ]
-            }
-        )
+        rows = await reads.read(request, lambda app: app.list_workers())
+        return JSONResponse({"workers": [json_ready(w) for w in rows]})
 
     return [
         Route("/health", health, methods=["GET"]),

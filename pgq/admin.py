@@ -8,6 +8,7 @@ Like the producer, each method drives one operation of the query layer
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypedDict, Unpack
 
 from pgq import _db
 from pgq.connections import Connections
@@ -15,40 +16,36 @@ from pgq.db import queues, schedules, schema, workers
 from pgq.monitoring import QueueStats, WorkerInfo
 from pgq.queues import QueueLimits, QueuePause
 from pgq.schedule import ScheduleState
-from pgq.spec import seconds
+from pgq.spec import reject_unknown, seconds
 
 
-def _limits(
-    queue: str, max_running: int | None, rate_limit: int | None, rate_period: float | dt.timedelta | None
-) -> QueueLimits:
-    return QueueLimits(queue, max_running, rate_limit, None if rate_period is None else seconds(rate_period))
+class LimitOptions(TypedDict, total=False):
+    """The keyword arguments of ``set_queue_limits`` (None removes a limit)."""
+
+    max_running: int | None
+    rate_limit: int | None
+    rate_period: float | dt.timedelta | None
+
+
+def _limits(queue: str, options: LimitOptions) -> QueueLimits:
+    reject_unknown(options, LimitOptions, "queue limits")
+    period = options.get("rate_period")
+    return QueueLimits(
+        queue, options.get("max_running"), options.get("rate_limit"), None if period is None else seconds(period)
+    )
 
 
 class Admin(Connections):
-    async def set_queue_limits(
-        self,
-        queue: str,
-        *,
-        max_running: int | None = None,
-        rate_limit: int | None = None,
-        rate_period: float | dt.timedelta | None = None,
-    ) -> QueueLimits:
+    async def set_queue_limits(self, queue: str, **limits: Unpack[LimitOptions]) -> QueueLimits:
         """Limit a queue across all workers, from the next claim on; None removes a limit.
 
         ``max_running``: jobs running at once. ``rate_limit`` per ``rate_period`` (seconds
         or timedelta): job starts in any window of that length.
         """
-        return await self.run(queues.set_limits(_limits(queue, max_running, rate_limit, rate_period)))
+        return await self.run(queues.set_limits(_limits(queue, limits)))
 
-    def set_queue_limits_sync(
-        self,
-        queue: str,
-        *,
-        max_running: int | None = None,
-        rate_limit: int | None = None,
-        rate_period: float | dt.timedelta | None = None,
-    ) -> QueueLimits:
-        return self.run_sync(queues.set_limits(_limits(queue, max_running, rate_limit, rate_period)))
+    def set_queue_limits_sync(self, queue: str, **limits: Unpack[LimitOptions]) -> QueueLimits:
+        return self.run_sync(queues.set_limits(_limits(queue, limits)))
 
     async def queue_limits(self) -> list[QueueLimits]:
         """Every queue with limits (the rows of pgq.queues)."""

@@ -14,6 +14,7 @@ from pgq.producer import Producer
 from pgq.retry import Backoff, as_wait
 from pgq.schedule import Schedule, ScheduleOptions
 from pgq.settings import Settings
+from pgq.spec import reject_unknown
 from pgq.task import Task, TaskOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,6 +96,7 @@ class App(Producer, Admin):
         worker ran: ``"run_once"`` (default) enqueues one catch-up run for the latest
         of them, ``"skip"`` drops them. ``name`` defaults to the task's name.
         """
+        reject_unknown(options, ScheduleOptions, "schedule options")  # now, not when the decorator is applied
 
         def register(task: Task) -> Task:
             if not isinstance(task, Task):

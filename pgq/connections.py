@@ -68,6 +68,10 @@ class Connections:
         unprepared; otherwise the connection's own prepare_threshold decides."""
         return False if self.settings.prepared_statements == "off" else None
 
+    def _pool_options(self, prepare: bool) -> dict[str, Any]:
+        """What the sync and the async pool share: sizes, opened by the caller, connect arguments."""
+        return {"min_size": 1, "max_size": self._pool_max_size, "open": False, "kwargs": _db.pool_kwargs(prepare)}
+
     async def open(self) -> None:
         """Connect, check the schema is migrated, and open the async pool."""
         loop = asyncio.get_running_loop()
@@ -82,13 +86,7 @@ class Connections:
             dsn = self.dsn
             prepare = await _db.open_checked_async(dsn, self.settings.prepared_statements)
             pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-                dsn,
-                min_size=1,
-                max_size=self._pool_max_size,
-                open=False,
-                kwargs=_db.pool_kwargs(prepare),
-                name="pgq-app",
-                configure=_configure_async,
+                dsn, **self._pool_options(prepare), name="pgq-app", configure=_configure_async
             )
             await pool.open(wait=True, timeout=30)
             self._pool = pool
@@ -115,13 +113,7 @@ class Connections:
             dsn = self.dsn
             prepare = _db.open_checked(dsn, self.settings.prepared_statements)
             pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-                dsn,
-                min_size=1,
-                max_size=self._pool_max_size,
-                open=False,
-                kwargs=_db.pool_kwargs(prepare),
-                name="pgq-app-sync",
-                configure=_configure,
+                dsn, **self._pool_options(prepare), name="pgq-app-sync", configure=_configure
             )
             pool.open(wait=True, timeout=30)
             self._sync_pool = pool

@@ -8,9 +8,8 @@ a job can commit or roll back with the caller's own data.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import psycopg
 
@@ -20,7 +19,7 @@ from pgq.connections import Connections
 from pgq.db import enqueue, job_admin
 from pgq.errors import UnknownTaskError
 from pgq.job import Job
-from pgq.spec import JobFilter, JobSpec, NewJob, as_spec, validate
+from pgq.spec import EnqueueOptions, JobFilter, JobFilters, JobSpec, NewJob, as_spec, validate
 from pgq.task import Task
 
 
@@ -51,33 +50,27 @@ class Producer(Connections):
         task: str,
         args: Mapping[str, Any] | None = None,
         *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | dt.timedelta | None = None,
-        run_at: dt.datetime | None = None,
-        max_attempts: int | None = None,
-        idempotency_key: str | None = None,
         conn: psycopg.AsyncConnection[Any] | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Job:
-        """Enqueue one job by task name. With ``conn=``, inside the caller's transaction."""
-        spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
-        return waiting.bind(self, await self.run(enqueue.insert_job(self._validate(spec)), conn))
+        """Enqueue one job by task name. With ``conn=``, inside the caller's transaction.
+
+        ``options``: queue, priority, delay (seconds or timedelta) or run_at,
+        max_attempts, idempotency_key; unset ones take the task's defaults.
+        """
+        job = await self.run(enqueue.insert_job(self._validate(JobSpec(task, args or {}, **options))), conn)
+        return waiting.bind(self, job)  # job.wait() knows this App
 
     def enqueue_sync(
         self,
         task: str,
         args: Mapping[str, Any] | None = None,
         *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | dt.timedelta | None = None,
-        run_at: dt.datetime | None = None,
-        max_attempts: int | None = None,
-        idempotency_key: str | None = None,
         conn: psycopg.Connection[Any] | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> Job:
-        spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
-        return waiting.bind(self, self.run_sync(enqueue.insert_job(self._validate(spec)), conn))
+        job = self.run_sync(enqueue.insert_job(self._validate(JobSpec(task, args or {}, **options))), conn)
+        return waiting.bind(self, job)
 
     async def enqueue_spec(self, spec: JobSpec) -> tuple[Job, bool]:
         """Enqueue one JobSpec and say whether it is new (False: an idempotent repeat).
@@ -134,25 +127,10 @@ class Producer(Connections):
     def retry_sync(self, job_id: int) -> Job:
         return self.run_sync(job_admin.retry(job_id))
 
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: str | None = None,
-        task: str | None = None,
-        before_id: int | None = None,
-        limit: int = 50,
-    ) -> list[Job]:
-        """Newest first, optionally filtered; pass the last id seen as ``before_id`` for the next page."""
-        return await self.run(job_admin.list_jobs(JobFilter(queue, state, task, before_id, limit)))
+    async def list_jobs(self, **filters: Unpack[JobFilters]) -> list[Job]:
+        """Newest first, filtered by queue, state, task; ``limit`` (default 50) per page;
+        pass the last id seen as ``before_id`` for the next page."""
+        return await self.run(job_admin.list_jobs(JobFilter(**filters)))
 
-    def list_jobs_sync(
-        self,
-        *,
-        queue: str | None = None,
-        state: str | None = None,
-        task: str | None = None,
-        before_id: int | None = None,
-        limit: int = 50,
-    ) -> list[Job]:
-        return self.run_sync(job_admin.list_jobs(JobFilter(queue, state, task, before_id, limit)))
+    def list_jobs_sync(self, **filters: Unpack[JobFilters]) -> list[Job]:
+        return self.run_sync(job_admin.list_jobs(JobFilter(**filters)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from pgq import _json, _times
 from pgq._times import MAX_DELAY, RUN_AT_FIRST_YEAR, RUN_AT_LAST_YEAR, check_run_at
@@ -25,12 +25,15 @@ __all__ = [
     "MAX_JOB_ID",
     "RUN_AT_FIRST_YEAR",
     "RUN_AT_LAST_YEAR",
+    "EnqueueOptions",
     "JobFilter",
+    "JobFilters",
     "JobSpec",
     "NewJob",
     "as_spec",
     "check_job_id",
     "check_run_at",
+    "reject_unknown",
     "seconds",
     "validate",
     "whole",
@@ -52,6 +55,36 @@ class JobSpec:
     run_at: dt.datetime | None = None
     max_attempts: int | None = None
     idempotency_key: str | None = None
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The keyword arguments of ``enqueue`` / ``enqueue_sync`` (JobSpec's fields after
+    ``task`` and ``args``), written once. Unset ones take the task's defaults."""
+
+    queue: str | None
+    priority: int | None
+    delay: float | dt.timedelta | None
+    run_at: dt.datetime | None
+    max_attempts: int | None
+    idempotency_key: str | None
+
+
+class JobFilters(TypedDict, total=False):
+    """The keyword arguments of ``list_jobs`` / ``list_jobs_sync`` (JobFilter's fields)."""
+
+    queue: str | None
+    state: str | None
+    task: str | None
+    before_id: int | None
+    limit: int
+
+
+def reject_unknown(given: Mapping[str, object], allowed: type, what: str) -> None:
+    """TypeError naming keyword arguments a TypedDict does not list: mypy checks typed
+    callers, and this tells the rest (a typo must not be silently ignored)."""
+    names = list(allowed.__annotations__)
+    if unknown := set(given) - set(names):
+        raise TypeError(f"unknown {what} {sorted(unknown)}; allowed: {names}")
 
 
 @dataclasses.dataclass(slots=True)

@@ -75,21 +75,19 @@ def remember(request: Request, response: Response) -> Response:
     response.headers.update(SECURITY_HEADERS)
     new = getattr(request.state, "new_csrf", None)
     if new is not None:
-        response.set_cookie(
-            CSRF_COOKIE,
-            new,
-            path=cookie_path(request),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
+        _set_strict_cookie(request, response, CSRF_COOKIE, new)
     return response
 
 
 def set_token_cookie(request: Request, response: Response, token: str) -> None:
+    _set_strict_cookie(request, response, TOKEN_COOKIE, token)
+
+
+def _set_strict_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    """The dashboard's own cookies: this path only, no script access, never sent cross-site."""
     response.set_cookie(
-        TOKEN_COOKIE,
-        token,
+        name,
+        value,
         path=cookie_path(request),
         httponly=True,
         samesite="strict",

@@ -10,7 +10,7 @@ from typing import Any
 
 from pgq.app import App
 from pgq.cli.loading import app_for
-from pgq.cli.output import local_time, print_table, show_job, summary
+from pgq.cli.output import local_time, print_list, show_job, summary
 from pgq.errors import ConfigError
 from pgq.job import JobState
 
@@ -73,15 +73,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             print(json.dumps(job.to_dict(), indent=2)) if args.json else show_job(job)
             return 0
         jobs = app.list_jobs_sync(queue=args.queue, state=args.state, task=args.task, limit=args.limit)
-    if args.json:
-        print(json.dumps([j.to_dict() for j in jobs], indent=2))
-        return 0
-    if not jobs:
-        print("no jobs")
-        return 0
-    header = ["ID", "QUEUE", "TASK", "STATE", "ATTEMPT", "CREATED", "FINISHED", "RESULT / LAST ERROR"]
-    rows = [header] + [
-        [
+    print_list(
+        jobs,
+        as_json=args.json,
+        empty="no jobs",
+        header=["ID", "QUEUE", "TASK", "STATE", "ATTEMPT", "CREATED", "FINISHED", "RESULT / LAST ERROR"],
+        row=lambda j: [
             str(j.id),
             j.queue,
             j.task,
@@ -90,10 +87,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             local_time(j.created_at),
             local_time(j.finished_at),
             summary(j),
-        ]
-        for j in jobs
-    ]
-    print_table(rows)
+        ],
+    )
     return 0
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from pgq.job import Job, JobState
 from pgq.schedule import ScheduleState
@@ -69,3 +70,22 @@ def declared_by(s: ScheduleState) -> str:
         return f"ORPHANED: no live worker since {in_zone(s.last_declared_at, s.timezone)}"
     count = len(s.declared_by)
     return f"{count} live worker{'s' if count != 1 else ''}"
+
+
+class Listable(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+L = TypeVar("L", bound=Listable)
+
+
+def print_list(
+    items: Sequence[L], *, as_json: bool, empty: str, header: Sequence[str], row: Callable[[L], Sequence[str]]
+) -> None:
+    """A listing command's output: JSON (every field), a line saying there is nothing, or a table."""
+    if as_json:
+        print(json.dumps([item.to_dict() for item in items], indent=2))
+    elif not items:
+        print(empty)
+    else:
+        print_table([list(header), *(list(row(item)) for item in items)])

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from pgq.app import App
-from pgq.cli.output import declared_by, in_zone, print_table
+from pgq.cli.output import declared_by, in_zone, print_list, print_table
 from pgq.db import queues
 
 
@@ -72,15 +71,12 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         return 0
     with App() as app:
         schedules = app.list_schedules_sync()
-    if args.json:
-        print(json.dumps([s.to_dict() for s in schedules], indent=2))
-        return 0
-    if not schedules:
-        print("no schedules (a worker writes its app's schedules when it starts)")
-        return 0
-    header = ["NAME", "TASK", "QUEUE", "WHEN", "TZ", "MISSED", "NEXT RUN", "LAST RUN", "LAST JOB", "DECLARED BY"]
-    rows = [header] + [
-        [
+    print_list(
+        schedules,
+        as_json=args.json,
+        empty="no schedules (a worker writes its app's schedules when it starts)",
+        header=["NAME", "TASK", "QUEUE", "WHEN", "TZ", "MISSED", "NEXT RUN", "LAST RUN", "LAST JOB", "DECLARED BY"],
+        row=lambda s: [
             s.name,
             s.task,
             s.queue,
@@ -91,8 +87,6 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             in_zone(s.last_run_at, s.timezone),
             str(s.last_job_id) if s.last_job_id is not None else "-",
             declared_by(s),
-        ]
-        for s in schedules
-    ]
-    print_table(rows)
+        ],
+    )
     return 0

@@ -16,12 +16,11 @@ Add ``"pgq.integrations.django"`` to ``INSTALLED_APPS``. Then:
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import importlib.util
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -29,6 +28,7 @@ from psycopg.conninfo import make_conninfo
 from pgq.app import App
 from pgq.errors import ConfigError
 from pgq.job import Job
+from pgq.spec import EnqueueOptions
 
 __all__ = [
     "autodiscover_tasks",
@@ -184,30 +184,13 @@ def connection_of(using: str | None = None) -> psycopg.Connection[Any]:
 
 
 def enqueue(
-    task: str,
-    args: Mapping[str, Any] | None = None,
-    *,
-    queue: str | None = None,
-    priority: int | None = None,
-    delay: float | dt.timedelta | None = None,
-    run_at: dt.datetime | None = None,
-    max_attempts: int | None = None,
-    idempotency_key: str | None = None,
-    using: str | None = None,
+    task: str, args: Mapping[str, Any] | None = None, *, using: str | None = None, **options: Unpack[EnqueueOptions]
 ) -> Job:
     """Enqueue on Django's connection: inside ``transaction.atomic()`` the job commits or
     rolls back with the block; outside one (autocommit) it is committed at once.
 
-    Sync, like the ORM: from async code call it through ``asgiref.sync.sync_to_async``.
+    ``options`` are ``enqueue_sync``'s (queue, priority, delay or run_at, max_attempts,
+    idempotency_key); ``using`` is a DATABASES alias. Sync, like the ORM: from async
+    code call it through ``asgiref.sync.sync_to_async``.
     """
-    return get_app().enqueue_sync(
-        task,
-        args,
-        queue=queue,
-        priority=priority,
-        delay=delay,
-        run_at=run_at,
-        max_attempts=max_attempts,
-        idempotency_key=idempotency_key,
-        conn=connection_of(using),
-    )
+    return get_app().enqueue_sync(task, args, conn=connection_of(using), **options)
