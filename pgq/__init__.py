@@ -15,6 +15,7 @@ from pgq.errors import (
     ScheduleNotFoundError,
     SchemaNotMigratedError,
     UnknownTaskError,
+    WaitTimeoutError,
 )
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.queues import QueueLimits, QueuePause
@@ -45,5 +46,6 @@ __all__ = [
     "Settings",
     "Task",
     "UnknownTaskError",
+    "WaitTimeoutError",
     "current_job",
 ]

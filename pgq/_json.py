@@ -13,6 +13,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import psycopg
+from psycopg.types.json import JsonbLoader, JsonLoader
+
 JsonDefault = Callable[[Any], Any]
 """Turns a value JSON does not know (a datetime, a Decimal) into one it does."""
 
@@ -112,3 +115,10 @@ _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 def dumps(value: Any) -> str:
     """Serialise already-checked data; allow_nan=False is a second line of defence."""
     return _ENCODER.encode(value)
+
+
+def load_json_as_python(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
+    """Read json/jsonb as Python values on this cursor of a caller's connection, whose
+    own loaders may differ: Django's psycopg backend reads jsonb as text."""
+    cursor.adapters.register_loader("jsonb", JsonbLoader)
+    cursor.adapters.register_loader("json", JsonLoader)

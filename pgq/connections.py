@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgq import _db, _times
+from pgq import _db, _times, waiting
 from pgq.db import driver
 from pgq.embedded import embedded_dsn
 from pgq.settings import Settings
@@ -119,6 +119,7 @@ class Connections:
             self._sync_pool = pool
 
     def close_sync(self) -> None:
+        waiting.forget(self)  # the LISTEN connection of app.wait()
         with self._sync_lock:
             if self._sync_pool is not None:
                 pool, self._sync_pool = self._sync_pool, None

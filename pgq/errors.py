@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pgq.job import Job
+
 
 class PgqError(Exception):
     """Base class of every error pgq raises itself."""
@@ -29,6 +34,19 @@ class JobNotFoundError(PgqError, LookupError):
 
 class ScheduleNotFoundError(PgqError, LookupError):
     """No schedule has this name."""
+
+
+class WaitTimeoutError(PgqError, TimeoutError):
+    """``app.wait()``/``job.wait()`` gave up: the job was not final within the timeout.
+
+    ``job`` is the job as it was last read, ``job_id`` its id, ``timeout`` the seconds waited.
+    """
+
+    def __init__(self, job: Job, timeout: float) -> None:
+        super().__init__(f"job {job.id} ({job.task}) is still {job.state.value} after waiting {timeout:g}s")
+        self.job = job
+        self.job_id: int = job.id
+        self.timeout = timeout
 
 
 class JobStateError(PgqError):

@@ -43,7 +43,7 @@ def _column(sql_type: str, doc: str = "") -> dict[str, str]:
     return {"sql_type": sql_type, "doc": doc}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)  # weakref: job.wait() finds its App
 class Job:
     """One row of ``pgq.jobs``; field names are the column names, in table order."""
 
@@ -79,6 +79,17 @@ class Job:
     @property
     def is_final(self) -> bool:
         return self.state.is_final
+
+    async def wait(self, timeout: float | None = None) -> Job:  # noqa: ASYNC109 (mirrors wait_sync)
+        """This job once it is final (see ``App.wait``); only on a Job an App returned."""
+        from pgq import waiting
+
+        return await waiting.wait(waiting.owner(self), self.id, timeout)
+
+    def wait_sync(self, timeout: float | None = None) -> Job:
+        from pgq import waiting
+
+        return waiting.wait_sync(waiting.owner(self), self.id, timeout)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (timestamps as ISO 8601), for the CLI and the HTTP API."""

@@ -13,6 +13,7 @@ from typing import Any, Unpack
 
 import psycopg
 
+from pgq import waiting
 from pgq._json import JsonDefault
 from pgq.connections import Connections
 from pgq.db import enqueue, job_admin
@@ -57,7 +58,8 @@ class Producer(Connections):
         ``options``: queue, priority, delay (seconds or timedelta) or run_at,
         max_attempts, idempotency_key; unset ones take the task's defaults.
         """
-        return await self.run(enqueue.insert_job(self._validate(JobSpec(task, args or {}, **options))), conn)
+        job = await self.run(enqueue.insert_job(self._validate(JobSpec(task, args or {}, **options))), conn)
+        return waiting.bind(self, job)  # job.wait() knows this App
 
     def enqueue_sync(
         self,
@@ -67,7 +69,8 @@ class Producer(Connections):
         conn: psycopg.Connection[Any] | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> Job:
-        return self.run_sync(enqueue.insert_job(self._validate(JobSpec(task, args or {}, **options))), conn)
+        job = self.run_sync(enqueue.insert_job(self._validate(JobSpec(task, args or {}, **options))), conn)
+        return waiting.bind(self, job)
 
     async def enqueue_spec(self, spec: JobSpec) -> tuple[Job, bool]:
         """Enqueue one JobSpec and say whether it is new (False: an idempotent repeat).
@@ -97,6 +100,16 @@ class Producer(Connections):
 
     def get_job_sync(self, job_id: int) -> Job:
         return self.run_sync(job_admin.get(job_id))
+
+    async def wait(self, job_id: int, *, timeout: float | None = None) -> Job:  # noqa: ASYNC109 (a typed error)
+        """The job once it is final (succeeded, failed or cancelled), woken by LISTEN.
+
+        ``timeout`` in seconds (None: no limit); WaitTimeoutError when it passes first,
+        JobNotFoundError for an unknown id. See pgq/waiting.py."""
+        return await waiting.wait(self, job_id, timeout)
+
+    def wait_sync(self, job_id: int, *, timeout: float | None = None) -> Job:
+        return waiting.wait_sync(self, job_id, timeout)
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a job: at once if it has not started; if it is running, ask its worker

@@ -289,3 +289,16 @@ async def test_list_jobs_pages_newest_first_with_filters(dsn: str) -> None:
             await app.list_jobs(limit=0)
     a_ids = sorted((j.id for j in jobs if j.task == "a"), reverse=True)
     assert [j.id for j in page1 + page2] == a_ids[:5]
+
+
+def test_a_callers_connection_that_reads_jsonb_as_text_still_gets_python_values(dsn: str) -> None:
+    """Django's psycopg backend loads jsonb as text; pgq's reads on such a connection do not."""
+    from psycopg.types.string import TextLoader
+
+    with pgq.App(dsn) as app, psycopg.connect(dsn) as conn:
+        conn.adapters.register_loader("jsonb", TextLoader)
+        first = app.enqueue_sync("t", {"to": ["a", 1]}, idempotency_key="k", conn=conn)
+        again = app.enqueue_sync("t", {"to": ["a", 1]}, idempotency_key="k", conn=conn)  # read back from the row
+        assert again.id == first.id
+        assert again.args == {"to": ["a", 1]}
+        assert conn.execute("SELECT args FROM pgq.jobs").fetchone() == ('{"to": ["a", 1]}',)  # the caller's own loader

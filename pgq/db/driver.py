@@ -15,7 +15,7 @@ from typing import Any, LiteralString, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 
-from pgq import _times
+from pgq import _json, _times
 from pgq.errors import JobStateError, PgqError
 
 Row = dict[str, Any]
@@ -46,8 +46,9 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None =
         while True:
             rows: list[Row] = []
             with conn.cursor(row_factory=dict_row) as cur:
-                if not total:
+                if not total:  # a caller's connection
                     _times.make_total(cur)
+                    _json.load_json_as_python(cur)
                 if isinstance(statement, Copy):
                     with cur.copy(statement.query) as copy:
                         copy.set_types(statement.types)
@@ -72,8 +73,9 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: b
         while True:
             rows: list[Row] = []
             async with conn.cursor(row_factory=dict_row) as cur:
-                if not total:
+                if not total:  # a caller's connection
                     _times.make_total(cur)
+                    _json.load_json_as_python(cur)
                 if isinstance(statement, Copy):
                     async with cur.copy(statement.query) as copy:
                         copy.set_types(statement.types)

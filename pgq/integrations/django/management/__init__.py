@@ -1,0 +1,1 @@
+"""Django management commands of pgq: pgq_worker, pgq_migrate."""

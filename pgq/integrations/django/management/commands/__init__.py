@@ -1,0 +1,1 @@
+"""manage.py pgq_worker and pgq_migrate."""
