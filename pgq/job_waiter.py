@@ -43,12 +43,6 @@ SAFETY_INTERVAL = 60.0
 _FINAL = frozenset(state.value for state in FINAL_STATES)
 
 
-def check_job_id(job_id: int) -> int:
-    if isinstance(job_id, bool) or not isinstance(job_id, int):
-        raise TypeError(f"job_id must be an int, got {type(job_id).__name__}")
-    return job_id
-
-
 def check_timeout(timeout: float | None) -> float | None:
     """None (no limit) or a positive number of seconds; TypeError/ValueError otherwise."""
     if timeout is None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from pgq.errors import ConfigError
 from pgq.job import Job
-from pgq.job_waiter import POLL_INTERVAL, JobWaiter, check_job_id
+from pgq.job_waiter import POLL_INTERVAL, JobWaiter
+from pgq.spec import check_job_id
 
 if TYPE_CHECKING:
     from pgq.connections import Connections

@@ -38,6 +38,7 @@ PROJECT = {
     "shopsite/settings.py": """
         SECRET_KEY = "tests-only"
         USE_TZ = True
+        TIME_ZONE = "UTC"  # Django sets the process's TZ to this (its default is America/Chicago)
         INSTALLED_APPS = ["django.contrib.contenttypes", "pgq.integrations.django", "shop"]
         DATABASES = {{"default": {{
             "ENGINE": "django.db.backends.postgresql",

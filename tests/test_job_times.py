@@ -148,9 +148,10 @@ async def test_every_reader_reads_a_row_with_times_beyond_pythons_range(api: htt
     assert (await api.get(f"/jobs/{jid}/wait", params={"timeout": 0})).status_code == 200
     events = await api.get(f"/jobs/{jid}/events")
     assert events.status_code == 200 and "event: end" in events.text
-    listed = pgq_cli("jobs", dsn=dsn)
-    shown = pgq_cli("jobs", str(jid), dsn=dsn)
-    as_json = pgq_cli("jobs", str(jid), "--json", dsn=dsn)
-    assert listed.returncode == shown.returncode == as_json.returncode == 0, listed.stderr + shown.stderr
-    assert "cancelled" in listed.stdout and "9999-12-31" in shown.stdout
-    assert json.loads(as_json.stdout)["finished_at"].startswith("9999-12-31")
+    for zone in ("UTC", "America/Los_Angeles", "Asia/Tokyo"):  # year 1 west of UTC, 9999 east of it
+        listed = pgq_cli("jobs", dsn=dsn, env={"TZ": zone})
+        shown = pgq_cli("jobs", str(jid), dsn=dsn, env={"TZ": zone})
+        as_json = pgq_cli("jobs", str(jid), "--json", dsn=dsn, env={"TZ": zone})
+        assert listed.returncode == shown.returncode == as_json.returncode == 0, listed.stderr + shown.stderr
+        assert "cancelled" in listed.stdout and "9999-12-31" in shown.stdout
+        assert json.loads(as_json.stdout)["finished_at"].startswith("9999-12-31")

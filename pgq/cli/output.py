@@ -12,7 +12,14 @@ from pgq.schedule import ScheduleState
 
 
 def local_time(when: dt.datetime | None) -> str:
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "-"
+    """In the machine's time zone; in UTC (said so) when that zone cannot hold it (year 1
+    west of UTC, year 9999 east of it: pgq reads times beyond Python's range clamped)."""
+    if when is None:
+        return "-"
+    try:
+        return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError):
+        return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 SUMMARY_WIDTH = 60
@@ -59,9 +66,15 @@ def summary(job: Job) -> str:
 
 
 def in_zone(when: dt.datetime | None, zone: str) -> str:
+    """In the schedule's zone, or in UTC when that zone cannot hold it (see local_time)."""
     from zoneinfo import ZoneInfo
 
-    return when.astimezone(ZoneInfo(zone)).isoformat(sep=" ", timespec="seconds") if when else "-"
+    if when is None:
+        return "-"
+    try:
+        return when.astimezone(ZoneInfo(zone)).isoformat(sep=" ", timespec="seconds")
+    except (OverflowError, ValueError):
+        return when.astimezone(dt.UTC).isoformat(sep=" ", timespec="seconds")
 
 
 def declared_by(s: ScheduleState) -> str:
