@@ -1,7 +1,7 @@
 -- pgq.enqueue(): enqueue from SQL, in the caller's transaction, from any client, any
 -- language, a psql script or a trigger on the user's own table (the outbox pattern).
 --
--- It checks its arguments as the Python API does (pgq/_ops.py insert_params), with the
+-- It checks its arguments as the Python API does (pgq/spec.py validate), with the
 -- same limits, and refuses bad ones with SQLSTATE 22023 (invalid_parameter_value): the
 -- message names the parameter, and so does the error's COLUMN field. NUL characters and
 -- lone surrogates cannot reach it: text and jsonb refuse them before any call. A NULL
