@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -85,6 +86,14 @@ async def on_database_unavailable(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(503, str(exc)))
 
 
+async def on_connection_error(request: Request, exc: Exception) -> Response:
+    """A connection lost mid-query, a connect that timed out, no pooled connection within
+    POOL_TIMEOUT (PoolTimeout): the database is unreachable, not a bug. 503, logged briefly."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, first)
+    return error_response(ApiError(503, f"the database is unavailable: {first}"))
+
+
 def catch_unexpected(app: ASGIApp) -> ASGIApp:
     """A bug: logged once with its traceback, answered 500 without internals.
 
@@ -118,4 +127,5 @@ EXCEPTION_HANDLERS = {
     pgq.JobStateError: on_job_state,
     pgq.DatabaseUnavailableError: on_database_unavailable,
     pgq.SchemaNotMigratedError: on_database_unavailable,
+    psycopg.OperationalError: on_connection_error,
 }

@@ -6,6 +6,13 @@ streams subscribe to one job id; queue-wide streams (GET /events, /ws) subscribe
 filter. Every subscriber has a bounded buffer (api/subscriptions.py): dispatching never
 waits for a client. After a reconnect every subscriber gets a resync: a change may have
 been missed while the connection was down. ``close()`` (server shutdown) ends every wait.
+
+A connection lost for a moment (a backend terminated, a blip) is reconnected at once and
+every stream just gets its resync. One still down after LOST_GRACE seconds (the database
+unreachable, or a half-open link found by TCP keepalives or the self-ping) sets ``lost``
+until it is back: every wait and stream is woken and ends (a long-poll answers 503, an
+event stream sends ``unavailable`` and ends, a WebSocket closes with 1013), and new ones
+are refused with 503 at once instead of hanging.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ from pgq.errors import DatabaseUnavailableError
 from pgq.listen import ListenClient
 
 log = logging.getLogger("pgq.api")
+
+LOST_GRACE = 3.0
+"""Seconds the LISTEN connection may be down (reconnecting) before waits and streams end."""
+
+LOST_MESSAGE = "the API lost its LISTEN connection to the database; try again when it is back"
 
 
 def parse_change(data: dict[str, Any]) -> JobChange:
@@ -70,11 +82,15 @@ class JobEvents:
             log=log,
             fallback="wait and events re-read their jobs once it is back",
             application_name="pgq-api-listener",
-            on_connect=self._resync_all,  # whatever changed while not listening is read again
+            on_connect=self._connected,
+            on_disconnect=self._disconnected,
             allow_pooler=allow_pooler,
         )
         self._listening = self._client.connected
         self.closing = asyncio.Event()
+        self.lost = asyncio.Event()
+        """Set while the LISTEN connection, once established, has been down for LOST_GRACE seconds."""
+        self._lost_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -90,6 +106,8 @@ class JobEvents:
         self.start()
         if self._client.refused is not None:
             raise DatabaseUnavailableError(f"cannot LISTEN for job changes: {self._client.refused}")
+        if self.lost.is_set():
+            raise DatabaseUnavailableError(LOST_MESSAGE)
         try:
             await asyncio.wait_for(self._listening.wait(), within)
         except TimeoutError:
@@ -104,14 +122,13 @@ class JobEvents:
 
     def _stop(self) -> None:
         self.closing.set()
-        for subscribers in self._by_job.values():
-            for subscription in subscribers:
-                subscription.interrupt()
-        for subscription in self._all:
-            subscription.interrupt()
+        self._interrupt_all()
 
     async def close(self) -> None:
         self._stop()
+        if self._lost_timer is not None:
+            self._lost_timer.cancel()
+            self._lost_timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -175,6 +192,30 @@ class JobEvents:
         for subscription in self._all:
             if subscription.filter.matches(change):
                 subscription.put(change)
+
+    def _connected(self) -> None:
+        if self._lost_timer is not None:
+            self._lost_timer.cancel()
+            self._lost_timer = None
+        self.lost.clear()
+        self._resync_all()  # whatever changed while not listening is read again
+
+    def _disconnected(self) -> None:
+        if not self.closing.is_set() and self._lost_timer is None:
+            self._lost_timer = asyncio.get_running_loop().call_later(LOST_GRACE, self._lost)
+
+    def _lost(self) -> None:
+        self._lost_timer = None
+        if not self.closing.is_set():
+            self.lost.set()
+            self._interrupt_all()
+
+    def _interrupt_all(self) -> None:
+        for subscribers in self._by_job.values():
+            for subscription in subscribers:
+                subscription.interrupt()
+        for subscription in self._all:
+            subscription.interrupt()
 
     def _resync_all(self) -> None:
         for subscribers in self._by_job.values():

@@ -29,11 +29,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from pgq.api.auth import Auth, Scope
 from pgq.api.body import invalid
 from pgq.api.errors import ApiError
-from pgq.api.events import JobEvents
+from pgq.api.events import LOST_MESSAGE, JobEvents
 from pgq.api.schemas import EventsQuery
 from pgq.api.sse import PING, PING_SECONDS, EventStream
 from pgq.api.stall import SendGuard
-from pgq.api.subscriptions import EventFilter, JobChange, Subscription, resync_sse, resync_ws
+from pgq.api.subscriptions import EventFilter, JobChange, Subscription, resync_sse, resync_ws, unavailable_sse
 from pgq.errors import DatabaseUnavailableError
 
 log = logging.getLogger("pgq.api")
@@ -67,10 +67,15 @@ def _checked(connection: HTTPConnection, auth: Auth) -> EventFilter:
     return read_filter(connection.query_params)
 
 
-async def _sse_body(subscription: Subscription, stops: tuple[asyncio.Event, ...]) -> AsyncGenerator[str, None]:
+async def _sse_body(
+    subscription: Subscription, stops: tuple[asyncio.Event, ...], lost: asyncio.Event
+) -> AsyncGenerator[str, None]:
     while True:
         items = await subscription.next(PING_SECONDS)
         if any(stop.is_set() for stop in stops):
+            return
+        if lost.is_set():
+            yield unavailable_sse(LOST_MESSAGE)
             return
         if not items:
             yield PING
@@ -101,7 +106,7 @@ async def _until_disconnect(websocket: WebSocket, gone: asyncio.Event, subscript
 
 
 async def _send_changes(
-    websocket: WebSocket, subscription: Subscription, closing: asyncio.Event, guard: SendGuard
+    websocket: WebSocket, subscription: Subscription, events: JobEvents, guard: SendGuard
 ) -> tuple[int, str] | None:
     """Send until the client goes away (None) or the server shuts down (the close code and reason)."""
     gone = asyncio.Event()
@@ -111,8 +116,10 @@ async def _send_changes(
             items = await subscription.next(PING_SECONDS)
             if gone.is_set():
                 return None
-            if closing.is_set():
+            if events.closing.is_set():
                 return CLOSE_SHUTDOWN, "the server is shutting down"
+            if events.lost.is_set():
+                return CLOSE_UNAVAILABLE, LOST_MESSAGE
             for item in items:
                 with guard.sending():
                     await websocket.send_text(item.ws() if isinstance(item, JobChange) else resync_ws(item))
@@ -129,7 +136,12 @@ def routes(events: JobEvents, auth: Auth, *, stall_seconds: float = STALL_SECOND
         """Server-Sent Events: ``job`` for each change a filter matches, ``resync`` when some were dropped."""
         event_filter = _checked(request, auth)
         await events.listening()
-        return EventStream(lambda: events.subscribe_all(event_filter), _sse_body, events.closing, stall_seconds)
+        return EventStream(
+            lambda: events.subscribe_all(event_filter),
+            lambda subscription, stops: _sse_body(subscription, stops, events.lost),
+            events.closing,
+            stall_seconds,
+        )
 
     async def ws_over_http(request: Request) -> Response:
         """GET /ws without the WebSocket upgrade: say what to do instead."""
@@ -157,7 +169,7 @@ def routes(events: JobEvents, auth: Auth, *, stall_seconds: float = STALL_SECOND
         with events.subscribe_all(event_filter) as subscription:
             await websocket.accept()
             guard = SendGuard(stall_seconds)
-            close = await guard.run(_send_changes(websocket, subscription, events.closing, guard), events.closing)
+            close = await guard.run(_send_changes(websocket, subscription, events, guard), events.closing)
         if guard.stalled:
             log.warning("closing a WebSocket whose client took nothing for %g s", stall_seconds)
             close = CLOSE_TOO_SLOW, f"too slow: no message could be sent for {stall_seconds:g} s"

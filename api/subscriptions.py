@@ -117,6 +117,11 @@ def resync_sse(resync: Resync) -> str:
     return sse("resync", {"reason": resync.reason})
 
 
+def unavailable_sse(message: str) -> str:
+    """The last event of a stream whose source of changes (the LISTEN connection) was lost."""
+    return sse("unavailable", {"message": message})
+
+
 def resync_ws(resync: Resync) -> str:
     return _compact({"type": "resync", "reason": resync.reason})
 

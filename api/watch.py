@@ -27,12 +27,13 @@ from starlette.routing import Route
 import pgq
 from pgq.api.auth import Auth, Scope
 from pgq.api.body import job_id, read_query
-from pgq.api.events import JobEvents
+from pgq.api.events import LOST_MESSAGE, JobEvents
 from pgq.api.schemas import WaitQuery
 from pgq.api.sse import PING, PING_SECONDS, Body, EventStream
-from pgq.api.subscriptions import Resync, Subscription, sse
+from pgq.api.subscriptions import Resync, Subscription, sse, unavailable_sse
 from pgq.db.driver import Op
 from pgq.db.events import job_with_snapshot
+from pgq.errors import DatabaseUnavailableError
 from pgq.job import FINAL_STATES, Job
 
 
@@ -106,7 +107,7 @@ class _Told:
         return told
 
 
-def _job_stream(queue: pgq.App, jid: int) -> Body:
+def _job_stream(queue: pgq.App, jid: int, lost: asyncio.Event) -> Body:
     async def body(changes: Subscription, stops: tuple[asyncio.Event, ...]) -> AsyncGenerator[str, None]:
         read = await queue.run(_read_job(jid))
         if read is None:
@@ -119,6 +120,9 @@ def _job_stream(queue: pgq.App, jid: int) -> Body:
         while not told.final:
             items = await changes.next(PING_SECONDS)
             if any(stop.is_set() for stop in stops):
+                return
+            if lost.is_set():  # no more changes would come: end rather than go quiet
+                yield unavailable_sse(LOST_MESSAGE)
                 return
             if not items:
                 yield PING
@@ -160,7 +164,10 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth, *, stall_seconds: floa
         with events.subscribe(jid) as changes, disconnect_watch(request, changes) as gone:
             job = await queue.get_job(jid)
             while not job.is_final and not events.closing.is_set() and not gone.is_set():
-                if not await changes.next(deadline - loop.time()):
+                woken = await changes.next(deadline - loop.time())
+                if events.lost.is_set():
+                    raise DatabaseUnavailableError(LOST_MESSAGE)
+                if not woken:
                     # Timeout (or shutdown): the job as it is now. Not every change is
                     # announced (a cancel request on a running job keeps its state).
                     job = await queue.get_job(jid)
@@ -174,7 +181,9 @@ def routes(queue: pgq.App, events: JobEvents, auth: Auth, *, stall_seconds: floa
         jid = job_id(request)
         await events.listening()
         await queue.get_job(jid)  # 404 as JSON before the stream starts
-        return EventStream(lambda: events.subscribe(jid), _job_stream(queue, jid), events.closing, stall_seconds)
+        return EventStream(
+            lambda: events.subscribe(jid), _job_stream(queue, jid, events.lost), events.closing, stall_seconds
+        )
 
     return [
         Route("/jobs/{id}/wait", wait_job, methods=["GET"]),

@@ -41,12 +41,48 @@ def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailableError:
     return DatabaseUnavailableError(f"cannot connect to PostgreSQL at {redact(dsn)}: {_first_line(exc)}")
 
 
+# -- network timeouts ----------------------------------------------------------------
+#
+# Without them a connection whose network went silent (a partition, a host gone, a
+# firewall that drops instead of resetting) stays "open" for the kernel's ~15 minutes of
+# retransmissions, and a query on it hangs that long. With them a silent link fails:
+# a query whose bytes go unacknowledged for tcp_user_timeout (10 s), an idle connection
+# once keepalive probes (after 5 s idle, every 2 s) go unanswered for as long, a connect
+# attempt after connect_timeout. Every connection pgq opens (pools, LISTEN, one-off)
+# gets them; a value set in the DSN itself wins. They concern TCP only (no effect on a
+# Unix socket), and the kernel answers keepalives, so a long query on a busy server is
+# never cut short by them.
+NETWORK_TIMEOUTS: dict[str, int] = {
+    "connect_timeout": 10,  # seconds
+    "keepalives": 1,
+    "keepalives_idle": 5,  # seconds idle before the first probe
+    "keepalives_interval": 2,  # seconds between probes
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # milliseconds sent data may stay unacknowledged
+}
+
+POOL_TIMEOUT = 10.0
+"""Seconds a request waits for a connection from one of pgq's pools before PoolTimeout
+(an OperationalError): while the database cannot be reached, callers fail after this
+instead of queueing for psycopg_pool's default 30 s."""
+
+
+def network_options(dsn: str) -> dict[str, int]:
+    """NETWORK_TIMEOUTS, less the ones the DSN sets itself."""
+    try:
+        given = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        given = {}
+    return {key: value for key, value in NETWORK_TIMEOUTS.items() if key not in given}
+
+
 def connect(dsn: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[tuple[object, ...]]:
     """A one-off connection. It never prepares statements: it runs too few to gain from
     it, and through PgBouncer in transaction mode a prepared statement breaks."""
     validate_dsn(dsn)
+    options: dict[str, Any] = {**network_options(dsn), **kwargs}
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10, prepare_threshold=None, **kwargs)
+        return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None, **options)
     except psycopg.OperationalError as exc:
         raise unavailable(dsn, exc) from None
 
@@ -56,10 +92,9 @@ async def connect_async(
 ) -> psycopg.AsyncConnection[tuple[object, ...]]:
     """The async twin of ``connect`` (no prepared statements either)."""
     validate_dsn(dsn)
+    options: dict[str, Any] = {**network_options(dsn), **kwargs}
     try:
-        return await psycopg.AsyncConnection.connect(
-            dsn, autocommit=autocommit, connect_timeout=10, prepare_threshold=None, **kwargs
-        )
+        return await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, prepare_threshold=None, **options)
     except psycopg.OperationalError as exc:
         raise unavailable(dsn, exc) from None
 
@@ -88,9 +123,10 @@ def prepares(mode: PreparedStatements, pooled: bool) -> bool:
     return mode == "on" or (mode == "auto" and not pooled)
 
 
-def pool_kwargs(prepare: bool, application_name: str | None = None) -> dict[str, Any]:
-    """The connect arguments of every connection in one of pgq's pools."""
-    kwargs: dict[str, Any] = {"autocommit": True}
+def pool_kwargs(prepare: bool, application_name: str | None = None, *, dsn: str = "") -> dict[str, Any]:
+    """The connect arguments of every connection in one of pgq's pools (``dsn``: the
+    pool's, whose own network settings win over NETWORK_TIMEOUTS)."""
+    kwargs: dict[str, Any] = {"autocommit": True, **network_options(dsn)}
     if not prepare:
         kwargs["prepare_threshold"] = None
     if application_name is not None:

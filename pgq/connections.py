@@ -70,7 +70,13 @@ class Connections:
 
     def _pool_options(self, prepare: bool) -> dict[str, Any]:
         """What the sync and the async pool share: sizes, opened by the caller, connect arguments."""
-        return {"min_size": 1, "max_size": self._pool_max_size, "open": False, "kwargs": _db.pool_kwargs(prepare)}
+        return {
+            "min_size": 1,
+            "max_size": self._pool_max_size,
+            "open": False,
+            "kwargs": _db.pool_kwargs(prepare, dsn=self.dsn),
+            "timeout": _db.POOL_TIMEOUT,
+        }
 
     async def open(self) -> None:
         """Connect, check the schema is migrated, and open the async pool."""

@@ -116,12 +116,16 @@ class ListenClient:
 
     async def _listen(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         own_ping = str(conn.info.backend_pid)
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
         while True:
-            heard = False
-            async for notify in conn.notifies(timeout=self.health_interval):
-                heard = True
-                self._deliver(notify)
-            if heard:
+            # The silence is counted from the last notification (or ping) heard, so a
+            # link that goes quiet is questioned health_interval later, not up to twice that.
+            quiet_for = self.health_interval - (loop.time() - last_heard)
+            if quiet_for > 0:
+                async for notify in conn.notifies(timeout=quiet_for):
+                    last_heard = loop.time()
+                    self._deliver(notify)
                 continue
             # Quiet for a while: prove the line still delivers before trusting it.
             await asyncio.wait_for(self._ping(own_ping), self.ping_timeout)
@@ -131,6 +135,7 @@ class ListenClient:
                 self._deliver(notify)
             else:
                 raise ListenBroken("its own ping did not come back")
+            last_heard = loop.time()
 
     async def _ping(self, payload: str) -> None:
         """Notify from a session of its own, as a producer would. Not from the listening

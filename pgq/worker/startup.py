@@ -38,7 +38,8 @@ async def open_pool(dsn: str, settings: Settings) -> AsyncConnectionPool[psycopg
         min_size=1,
         max_size=settings.pool_size or min(settings.concurrency + 2, 10),
         open=False,
-        kwargs=_db.pool_kwargs(prepare, "pgq-worker"),
+        kwargs=_db.pool_kwargs(prepare, "pgq-worker", dsn=dsn),
+        timeout=_db.POOL_TIMEOUT,
         name="pgq-worker",
     )
     await pool.open(wait=True, timeout=30)
