@@ -36,7 +36,7 @@ def test_four_hosts_run_every_job_exactly_once(
     elapsed = time.monotonic() - started
     with psycopg.connect(net_dsn) as conn:
         total, distinct = conn.execute("SELECT count(*), count(DISTINCT job_id) FROM netns_runs").fetchone() or (0, 0)
-        per_host = dict(conn.execute("SELECT host, count(*) FROM netns_runs GROUP BY host").fetchall())
+        per_host: dict[str, int] = dict(conn.execute("SELECT host, count(*) FROM netns_runs GROUP BY host").fetchall())
         missing = conn.execute(
             "SELECT count(*) FROM pgq.jobs j WHERE NOT EXISTS (SELECT 1 FROM netns_runs r WHERE r.job_id = j.id)"
         ).fetchone()
