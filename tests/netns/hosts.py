@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -244,3 +244,18 @@ def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.1
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
     return time.monotonic() - start
+
+
+def times_until(conditions: dict[str, Callable[[], object]], timeout: float, interval: float = 0.1) -> dict[str, float]:
+    """Poll every condition until all hold; the seconds after which each first held."""
+    start = time.monotonic()
+    seen: dict[str, float] = {}
+    while len(seen) < len(conditions):
+        for name, condition in conditions.items():
+            if name not in seen and condition():
+                seen[name] = time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            missing = sorted(set(conditions) - set(seen))
+            raise AssertionError(f"timed out after {timeout} s waiting for {', '.join(missing)}")
+        time.sleep(interval)
+    return seen
