@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import PoolTimeout
 
 from pgq._queries import QUERIES
 from pgq.errors import ConfigError, DatabaseUnavailableError, SchemaNotMigratedError
@@ -65,6 +68,37 @@ POOL_TIMEOUT = 10.0
 """Seconds a request waits for a connection from one of pgq's pools before PoolTimeout
 (an OperationalError): while the database cannot be reached, callers fail after this
 instead of queueing for psycopg_pool's default 30 s."""
+
+
+DOWN_POOL_TIMEOUT = 1.0
+"""The wait for a pooled connection while the database is known unreachable (``Reach``)."""
+
+
+class Reach:
+    """Whether a pool's database was reachable at the last try, and so how long to wait
+    for one of its connections: POOL_TIMEOUT normally, DOWN_POOL_TIMEOUT after a connection
+    was lost (no SQLSTATE: a network or server failure, not a refused statement) until an
+    operation succeeds again. So while the database is unreachable, callers fail in about
+    a second each (the pool keeps reconnecting in the background) instead of queueing."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    @property
+    def timeout(self) -> float:
+        return DOWN_POOL_TIMEOUT if self.down else POOL_TIMEOUT
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        try:
+            yield
+        except PoolTimeout:
+            raise  # a busy pool is not an unreachable database
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate is None:
+                self.down = True
+            raise
+        self.down = False
 
 
 def network_options(dsn: str) -> dict[str, int]:

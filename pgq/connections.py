@@ -44,6 +44,7 @@ class Connections:
         if self.settings.listen_url is not None:
             _db.validate_dsn(self.settings.listen_url, "PGQ_LISTEN_URL")
         self._pool_max_size = pool_max_size
+        self._reach = _db.Reach()
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._pool_lock: asyncio.Lock | None = None
         self._pool_loop: asyncio.AbstractEventLoop | None = None
@@ -153,8 +154,9 @@ class Connections:
         if self._pool is None or self._pool_loop is not asyncio.get_running_loop():
             await self.open()
         assert self._pool is not None
-        async with self._pool.connection() as pooled:
-            return await driver.run_async(pooled, op)
+        with self._reach.watching():
+            async with self._pool.connection(timeout=self._reach.timeout) as pooled:
+                return await driver.run_async(pooled, op)
 
     def run_sync(self, op: driver.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
         """``run`` for sync code, on the sync pool or the caller's ``conn``."""
@@ -165,5 +167,5 @@ class Connections:
         if self._sync_pool is None:
             self.open_sync()
         assert self._sync_pool is not None
-        with self._sync_pool.connection() as pooled:
+        with self._reach.watching(), self._sync_pool.connection(timeout=self._reach.timeout) as pooled:
             return driver.run_sync(pooled, op)
