@@ -116,6 +116,17 @@ class Host:
         _run("ip", "-n", self.ns, "link", "set", self._inside, "up")
         _run("ip", "-n", self.ns, "link", "set", "lo", "up")
 
+    def stop(self) -> None:
+        """SIGTERM this host's processes and wait for them (killed after 30 s)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
     def down(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -135,9 +146,17 @@ class Host:
         self.procs.append(proc)
         return proc
 
-    def worker(self, dsn: str, log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def worker(
+        self,
+        dsn: str,
+        log: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        app: str = "tests.apps.netns:app",
+        log_level: str = "INFO",
+    ) -> subprocess.Popen[bytes]:
         """A real ``pgq worker`` process on this host."""
-        command = [sys.executable, "-m", "pgq", "worker", "--app", "tests.apps.netns:app", *args]
+        command = [sys.executable, "-m", "pgq", "--log-level", log_level, "worker", "--app", app, *args]
         return self.popen(command, env={"DATABASE_URL": dsn, **(env or {})}, log=log)
 
     def partition(self, port: int | None = None) -> None:
