@@ -33,6 +33,29 @@ from pgq.bench.workers import APP
 from tests.netns.hosts import Bridge, Cluster, unavailable
 
 BATCH = 10_000
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def server_processes(cluster: Cluster) -> list[int]:
+    """The postmaster and its children: backends, and background processes."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return [postmaster, *children]
 
 
 async def _prefill(dsn: str, n: int) -> None:
@@ -53,10 +76,23 @@ async def _drained(dsn: str, n: int, limit: float) -> float:
             await asyncio.sleep(0.1)
 
 
-def drain(bridge: Bridge, cluster: Cluster, hosts: int, args: argparse.Namespace, name: str) -> float:
-    """Jobs/s of one drain of ``args.jobs`` jobs by ``hosts`` hosts x ``args.workers`` workers."""
+def _wait_registered(dsn: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while (conn.execute("SELECT count(*) FROM pgq.workers").fetchone() or (0,))[0] < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} worker processes did not start within 60 s")
+            time.sleep(0.1)
+    time.sleep(1.0)  # past start-up: the first heartbeat is written before the worker is idle
+
+
+def drain(bridge: Bridge, cluster: Cluster, hosts: int, args: argparse.Namespace, name: str) -> dict[str, float]:
+    """One drain of ``args.jobs`` jobs by ``hosts`` hosts x ``args.workers`` workers: jobs/s,
+    and the CPU seconds per 1,000 jobs of the server and of the workers meanwhile."""
     with cluster.database(name) as dsn, tempfile.TemporaryDirectory() as logs:
         asyncio.run(_prefill(dsn, args.jobs))
+        with App(dsn) as app:
+            app.pause_queue_sync("default")  # the workers start (and import) before the clock does
         try:
             made = [bridge.host(i) for i in range(hosts)]
             for host in made:
@@ -69,12 +105,27 @@ def drain(bridge: Bridge, cluster: Cluster, hosts: int, args: argparse.Namespace
                         app=APP,
                         log_level="WARNING",
                     )
+            _wait_registered(dsn, hosts * args.workers)
+            server_before = {pid: cpu_seconds(pid) for pid in server_processes(cluster)}
+            workers_before = {proc.pid: cpu_seconds(proc.pid) for host in made for proc in host.procs}
+            started = time.monotonic()
+            with App(dsn) as app:
+                app.resume_queue_sync("default")
             seconds = asyncio.run(_drained(dsn, args.jobs, args.timeout))
+            wall = time.monotonic() - started
+            server = sum(cpu_seconds(pid) - server_before.get(pid, 0.0) for pid in server_processes(cluster))
+            workers = sum(cpu_seconds(pid) - before for pid, before in workers_before.items())
             for host in made:
                 host.stop()
         finally:
             bridge.remove_hosts()
-    return float(args.jobs / seconds)
+    per_k = 1000 / args.jobs
+    return {
+        "jobs_per_second": args.jobs / seconds,
+        "server_cpu_per_1000": server * per_k,
+        "workers_cpu_per_1000": workers * per_k,
+        "cores_busy": (server + workers) / wall,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,15 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(c) for c in args.hosts.split(",")]
     bridge = Bridge()
     cluster = Cluster(bridge)
-    rates: dict[int, list[float]] = {c: [] for c in counts}
+    runs: dict[int, list[dict[str, float]]] = {c: [] for c in counts}
     try:
         bridge.up()
         cluster.start()
         for r in range(args.rounds):
             for count in counts:  # interleaved, so drift over time hits every count alike
-                rates[count].append(drain(bridge, cluster, count, args, f"pgq_scale_{os.getpid()}_{r}_{count}"))
+                run = drain(bridge, cluster, count, args, f"pgq_scale_{os.getpid()}_{r}_{count}")
+                runs[count].append(run)
                 if not args.json:
-                    print(f"  round {r + 1}: {count} host(s): {rates[count][-1]:,.0f} jobs/s", file=sys.stderr)
+                    print(f"  round {r + 1}: {count} host(s): {run['jobs_per_second']:,.0f} jobs/s", file=sys.stderr)
     finally:
         cluster.stop()
         bridge.down()
@@ -111,15 +163,25 @@ def main(argv: list[str] | None = None) -> int:
         "workers_per_host": args.workers,
         "concurrency": args.concurrency,
         "cpus": os.cpu_count(),
-        "jobs_per_second": {str(c): round(statistics.median(v)) for c, v in rates.items()},
+        "median": {
+            str(count): {key: round(statistics.median(run[key] for run in done), 2) for key in done[0]}
+            for count, done in runs.items()
+        },
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{args.jobs:,} no-op jobs, {args.workers} worker(s) per host at concurrency {args.concurrency}:")
-        print(f"{'hosts':>5}  {'workers':>7}  {'jobs/s':>8}")
-        for count, values in rates.items():
-            print(f"{count:>5}  {count * args.workers:>7}  {statistics.median(values):>8,.0f}")
+        print("CPU seconds per 1,000 jobs; cores busy = (server + workers CPU) / wall time; medians")
+        print(
+            f"{'hosts':>5}  {'workers':>7}  {'jobs/s':>8}  {'server CPU':>10}  {'workers CPU':>11}  {'cores busy':>10}"
+        )
+        for count, value in result["median"].items():
+            print(
+                f"{count:>5}  {int(count) * args.workers:>7}  {value['jobs_per_second']:>8,.0f}  "
+                f"{value['server_cpu_per_1000']:>10.2f}  {value['workers_cpu_per_1000']:>11.2f}  "
+                f"{value['cores_busy']:>10.2f}"
+            )
     return 0
 
 
