@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from pgq._db import DOWN_POOL_TIMEOUT
 from tests.netns.hosts import Cluster, Host, times_until, wait_for
+
+pytestmark = pytest.mark.slow
 
 TOKEN = "netns-writer"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any, LiteralString
 
 import psycopg
+import pytest
 
 import pgq
 from tests.netns.hosts import Host, times_until, wait_for
+
+pytestmark = pytest.mark.slow
 
 # Short intervals so the whole story fits in a test: heartbeat every 1 s, rescue after 4 s
 # of silence, the leader's lease 3 s.
