@@ -150,3 +150,46 @@ def test_a_listen_url_libpq_cannot_parse_is_a_config_error_naming_it(dsn: str) -
         pgq.App(dsn, settings=settings)
     assert Settings.from_env({"PGQ_LISTEN_URL": " host=db port=5432 "}).listen_url == "host=db port=5432"
     assert pgq.App(dsn).listen_dsn == dsn  # unset: LISTEN goes where everything else goes
+
+
+async def test_the_silence_is_counted_from_the_last_notification(dsn: str) -> None:
+    """A link that goes quiet right after a notification is questioned health_interval
+    after that notification, not at the end of the next whole quiet interval."""
+    params = conninfo_to_dict(dsn)
+    if str(params.get("host", "")).startswith("/"):
+        pytest.skip("the proxy relays TCP; this server listens on a socket")
+    proxy = _Proxy(str(params["host"]), int(str(params.get("port", 5432))))
+    health = 2.0
+    got: list[str] = []
+    lost = asyncio.Event()
+    async with proxy.serving():
+        client = ListenClient(
+            lambda: dsn if proxy.silent else make_conninfo(dsn, host="127.0.0.1", port=proxy.port),
+            QUERIES["worker_listen"],
+            lambda n: got.append(n.payload),
+            log=log,
+            fallback="polling",
+            application_name="pgq-test-listener",
+            on_disconnect=lost.set,
+            health_interval=health,
+            ping_timeout=0.3,
+        )
+        task = asyncio.create_task(client.run())
+        try:
+            await asyncio.wait_for(client.connected.wait(), 10)
+            await _notify(dsn, "pgq_jobs", "last")
+            for _ in range(500):
+                if got == ["last"]:
+                    break
+                await asyncio.sleep(0.01)
+            proxy.silent = True
+            heard = asyncio.get_running_loop().time()
+            await asyncio.wait_for(lost.wait(), 10)
+            gave_up = asyncio.get_running_loop().time() - heard
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    # health_interval + ping_timeout after the notification; counted per whole interval
+    # it would have been about twice health_interval.
+    assert health < gave_up < health + 1.2, gave_up
