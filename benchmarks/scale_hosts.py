@@ -26,10 +26,10 @@ from pathlib import Path
 
 import psycopg
 
-from pgq._ops import JobSpec
 from pgq.app import App
 from pgq.bench.raw import drained_seconds
 from pgq.bench.workers import APP
+from pgq.spec import JobSpec
 from tests.netns.hosts import Bridge, Cluster, unavailable
 
 BATCH = 10_000
