@@ -62,6 +62,16 @@ def unavailable() -> str | None:
     return None
 
 
+def _free_subnet(pid: int) -> str:
+    """10.77.N, N from the pid, moved on past any subnet an interface here already uses."""
+    taken = _run("ip", "-4", "-o", "addr", "show").stdout
+    for step in range(250):
+        subnet = f"10.77.{(pid + step) % 250 + 1}"
+        if f" {subnet}." not in taken:
+            return subnet
+    raise RuntimeError("no free 10.77.N.0/24 subnet for the test bridge")
+
+
 class Bridge:
     """A bridge with address 10.77.N.1/24, N from the pid (so parallel runs use other subnets)."""
 
@@ -69,7 +79,7 @@ class Bridge:
         pid = os.getpid()
         self.tag = str(pid % 100_000)
         self.name = f"pgqbr{self.tag}"
-        self.subnet = f"10.77.{pid % 250 + 1}"
+        self.subnet = _free_subnet(pid)
         self.address = f"{self.subnet}.1"
         self.hosts: list[Host] = []
 
