@@ -26,6 +26,7 @@ _MODELS: list[type[BaseModel]] = [
     schemas.ErrorOut,
     schemas.JobChangeOut,
     schemas.ResyncOut,
+    schemas.UnavailableOut,
     schemas.StateEventOut,
     schemas.ProgressEventOut,
 ]
@@ -152,10 +153,12 @@ def document() -> dict[str, Any]:
                 {
                     "200": _event_stream(
                         "'state' {id, state, attempt} and 'progress' {id, progress} as they happen, then 'end' "
-                        "with the final job (nothing else follows the final state); ': ping' every 15 s.",
+                        "with the final job (nothing else follows the final state); ': ping' every 15 s. "
+                        "'unavailable' {message} ends it early when the API's database listener is lost.",
                         _event("state", schemas.StateEventOut),
                         _event("progress", schemas.ProgressEventOut),
                         _event("end", schemas.JobOut),
+                        _event("unavailable", schemas.UnavailableOut),
                     ),
                     "404": not_found,
                 },
@@ -168,9 +171,11 @@ def document() -> dict[str, Any]:
                 {
                     "200": _event_stream(
                         "'job' for each change; 'resync' {reason} when changes were dropped or missed (read the "
-                        "jobs again); ': ping' every 15 s. Every change after the response headers is sent.",
+                        "jobs again); ': ping' every 15 s. Every change after the response headers is sent. "
+                        "'unavailable' {message} ends it when the API's database listener is lost.",
                         _event("job", schemas.JobChangeOut),
                         _event("resync", schemas.ResyncOut),
+                        _event("unavailable", schemas.UnavailableOut),
                     ),
                 },
                 parameters=_multi_query(schemas.EventsQuery),
@@ -180,7 +185,8 @@ def document() -> dict[str, Any]:
             "get": _op(
                 "The changes of GET /events over a WebSocket: JSON text messages {type: 'job', ...} and "
                 "{type: 'resync', reason}. A refused handshake is accepted and closed with 4401, 4403 or 4422; "
-                "a client too slow to take messages is closed with 1008, and shutdown closes with 1001.",
+                "a client too slow to take messages is closed with 1008, shutdown closes with 1001, and a lost "
+                "database listener with 1013.",
                 {
                     "101": {"description": "Switching to the WebSocket protocol."},
                     "426": _error("Not a WebSocket handshake: connect with 'Upgrade: websocket'."),

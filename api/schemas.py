@@ -236,6 +236,12 @@ class JobChangeOut(BaseModel):
     progress: bool = Field(description="True when this change was a new progress report.")
 
 
+class UnavailableOut(BaseModel):
+    """The last event of a stream: the API's database listener has been down for 3 s."""
+
+    message: str = Field(description="Why the stream ended; open a new one when the database is back.")
+
+
 class ResyncOut(BaseModel):
     """Changes were dropped or may have been missed: read the jobs again."""
 
