@@ -29,11 +29,16 @@ def bench_once(venv: Path, bench_args: list[str]) -> dict[str, Any]:
     """One `pgq bench --json` of the build in ``venv``; its report."""
     out = subprocess.run(
         [str(venv / "bin" / "pgq"), "bench", "--json", *bench_args],
-        check=True,
         capture_output=True,
         text=True,
         env=os.environ.copy(),
+        # The build's own checkout: its worker processes run `python -m pgq`, which
+        # imports pgq from the working directory first, so from here they would run
+        # this checkout's code, not the build's.
+        cwd=venv.resolve().parent,
     )
+    if out.returncode != 0:
+        raise SystemExit(f"pgq bench of {venv} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     report: dict[str, Any] = json.loads(out.stdout)
     return report
 

@@ -172,6 +172,16 @@ def _text(driver: Chrome, css: str) -> str:
     return str(_on_element(driver, css, lambda e: e.text))
 
 
+def _done_message(driver: Chrome, expected: str) -> str:
+    """The confirmation a click's page shows, once it shows ``expected``: right after a
+    click, the previous page (with the previous confirmation) may still be the one seen."""
+    deadline = time.monotonic() + 10
+    while expected not in (text := _text(driver, ".done")):
+        assert time.monotonic() < deadline, f"{expected!r} never shown; last: {text!r}"
+        time.sleep(0.05)
+    return text
+
+
 def _click(driver: Chrome, css: str) -> None:
     _on_element(driver, css, lambda e: e.click())
 
@@ -274,14 +284,14 @@ def test_retry_of_a_failed_job_and_bulk_retry_from_a_filtered_list(driver: Chrom
     driver.get(f"{server}/ui/jobs/{single['id']}")
     assert "always fails: single" in _text(driver, ".error-entry")
     _click(driver, "[data-action=retry]")
-    assert "Queued again." in _text(driver, ".done")
+    _done_message(driver, "Queued again.")
     assert _wait_state(server, single["id"], "failed")["attempt"] == 2
     driver.get(f"{server}/ui/jobs?queue=ui&task=always_fails&state=failed")
     _click(driver, "[data-action=bulk-retry]")
     count = int(_text(driver, "#confirm-count"))
     assert count >= 4  # these four, and any other test's failures of the same task
     _click(driver, "[data-action=confirm]")
-    done = re.search(r"queued again: (\d+)\.", _text(driver, ".done"))
+    done = re.search(r"queued again: (\d+)\.", _done_message(driver, "queued again: "))
     assert done is not None and int(done.group(1)) >= 4
     for job in many:
         assert _wait_state(server, job["id"], "failed")["attempt"] == 2
@@ -315,14 +325,14 @@ def test_pause_stops_claims_on_two_real_workers_and_resume_restarts_them(
         _wait_state(server, first["id"], "succeeded")
         _sign_in(driver, server, WRITE_TOKEN)
         _click(driver, "tr[data-queue=pausable] [data-action=pause]")
-        assert "Paused" in _text(driver, ".done")
+        _done_message(driver, "Paused")
         assert _text(driver, "tr[data-queue=pausable] .badge") == "paused"
         waiting = [_enqueue(server, task="echo", queue="pausable") for _ in range(3)]
         time.sleep(2)  # four poll intervals of both workers
         assert all(w.poll() is None for w in workers)
         assert [_job(server, j["id"])["state"] for j in waiting] == ["queued"] * 3
         _click(driver, "tr[data-queue=pausable] [data-action=resume]")
-        assert "Resumed." in _text(driver, ".done")
+        _done_message(driver, "Resumed.")
         for job in waiting:
             _wait_state(server, job["id"], "succeeded")
         with psycopg.connect(ui_dsn) as conn:
