@@ -27,9 +27,8 @@ from pathlib import Path
 import psycopg
 
 from pgq.app import App
-from pgq.bench.raw import drained_seconds
 from pgq.bench.workers import APP
-from pgq.spec import JobSpec
+from pgq.bench.workloads import prefill, wait_finished
 from tests.netns.hosts import Bridge, Cluster, unavailable
 
 BATCH = 10_000
@@ -60,20 +59,7 @@ def server_processes(cluster: Cluster) -> list[int]:
 
 async def _prefill(dsn: str, n: int) -> None:
     async with App(dsn) as app:
-        for offset in range(0, n, BATCH):
-            await app.enqueue_many([JobSpec("noop")] * (min(n, offset + BATCH) - offset))
-
-
-async def _drained(dsn: str, n: int, limit: float) -> float:
-    deadline = time.monotonic() + limit
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        while True:
-            finished, seconds = await drained_seconds(conn)
-            if finished >= n:
-                return seconds
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {finished} of {n} jobs finished in {limit:.0f} s")
-            await asyncio.sleep(0.1)
+        await prefill(app, n, BATCH)
 
 
 def _wait_registered(dsn: str, count: int) -> None:
@@ -111,7 +97,7 @@ def drain(bridge: Bridge, cluster: Cluster, hosts: int, args: argparse.Namespace
             started = time.monotonic()
             with App(dsn) as app:
                 app.resume_queue_sync("default")
-            seconds = asyncio.run(_drained(dsn, args.jobs, args.timeout))
+            seconds = asyncio.run(wait_finished(dsn, args.jobs, [], args.timeout))
             wall = time.monotonic() - started
             server = sum(cpu_seconds(pid) - server_before.get(pid, 0.0) for pid in server_processes(cluster))
             workers = sum(cpu_seconds(pid) - before for pid, before in workers_before.items())

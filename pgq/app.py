@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, Unpack, overload
+from typing import Any, TypedDict, TypeVar, Unpack, overload
 
 from pgq._json import JsonDefault
 from pgq.admin import Admin
@@ -18,6 +18,17 @@ from pgq.spec import reject_unknown
 from pgq.task import Task, TaskOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TaskKeywords(TypedDict, total=False):
+    """The keyword arguments of ``@app.task(...)``, written once for both of its forms."""
+
+    name: str | None
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    retry: Backoff | None
 
 
 class App(Producer, Admin):
@@ -44,45 +55,31 @@ class App(Producer, Admin):
     def task(self, fn: F, /) -> Task: ...
 
     @overload
-    def task(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 5,
-        timeout: float | None = None,
-        retry: Backoff | None = None,
-    ) -> Callable[[F], Task]: ...
+    def task(self, fn: None = None, /, **options: Unpack[TaskKeywords]) -> Callable[[F], Task]: ...
 
-    def task(
-        self,
-        fn: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 5,
-        timeout: float | None = None,
-        retry: Backoff | None = None,
-    ) -> Task | Callable[[F], Task]:
+    def task(self, fn: F | None = None, /, **options: Unpack[TaskKeywords]) -> Task | Callable[[F], Task]:
         """Register an async or plain function as a task (usable bare or with options).
 
-        ``retry`` is a tenacity wait strategy (or fixed seconds) for the delay between
-        attempts; the default is exponential backoff with jitter.
+        ``name`` (default: the function's), ``queue`` ("default"), ``priority`` (0),
+        ``max_attempts`` (5), ``timeout`` (seconds, None: none), ``retry``: a tenacity
+        wait strategy (or fixed seconds) for the delay between attempts; the default is
+        exponential backoff with jitter.
         """
-        options = TaskOptions(
-            queue=queue, priority=priority, max_attempts=max_attempts, timeout=timeout, retry=as_wait(retry)
+        reject_unknown(options, TaskKeywords, "task options")
+        name = options.pop("name", None)
+        defaults = TaskOptions(
+            queue=options.get("queue", "default"),
+            priority=options.get("priority", 0),
+            max_attempts=options.get("max_attempts", 5),
+            timeout=options.get("timeout"),
+            retry=as_wait(options.get("retry")),
         )
 
         def register(func: F) -> Task:
             task_name = name or func.__name__
             if task_name in self.tasks:
                 raise ValueError(f"a task named {task_name!r} is already registered")
-            task = Task(self, func, task_name, options)
+            task = Task(self, func, task_name, defaults)
             self.tasks[task_name] = task
             return task
 

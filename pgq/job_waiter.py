@@ -43,6 +43,12 @@ SAFETY_INTERVAL = 60.0
 _FINAL = frozenset(state.value for state in FINAL_STATES)
 
 
+def _deadline(timeout: float | None) -> tuple[float | None, float | None]:
+    """The checked timeout, and the monotonic time it ends at (None: no limit)."""
+    timeout = check_timeout(timeout)
+    return timeout, None if timeout is None else time.monotonic() + timeout
+
+
 def check_timeout(timeout: float | None) -> float | None:
     """None (no limit) or a positive number of seconds; TypeError/ValueError otherwise."""
     if timeout is None:
@@ -217,40 +223,37 @@ class JobWaiter:
                     if not wakers:
                         del self._by_job[job_id]
 
-    def _pause(self, remaining: float | None) -> float:
-        """How long to sleep before reading the row again."""
+    def _pause(self, job: Job, timeout: float | None, deadline: float | None) -> float | None:
+        """After a read: None when the job is final, else how long to sleep before the
+        next read; WaitTimeoutError when the deadline has passed."""
+        self.reads += 1
+        if job.is_final:
+            return None
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if timeout is not None and remaining is not None and remaining <= 0:
+            raise WaitTimeoutError(job, timeout)
         step = self.safety_interval if self.listening else self.poll_interval
         return step if remaining is None else max(0.0, min(step, remaining))
 
     async def wait(self, app: Producer, job_id: int, timeout: float | None) -> Job:  # noqa: ASYNC109 (a typed error, not a cancel)
         """The job once it is final; WaitTimeoutError when ``timeout`` seconds pass first."""
-        timeout = check_timeout(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        timeout, deadline = _deadline(timeout)
         waker = _Waker(asyncio.get_running_loop())
         with self._registered(job_id, waker):
             self.start()
             while True:
                 job = await app.get_job(job_id)  # JobNotFoundError for an unknown id
-                self.reads += 1
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if job.is_final:
+                if (pause := self._pause(job, timeout, deadline)) is None:
                     return job
-                if timeout is not None and remaining is not None and remaining <= 0:
-                    raise WaitTimeoutError(job, timeout)
-                await waker.wait_async(self._pause(remaining))
+                await waker.wait_async(pause)
 
     def wait_sync(self, app: Producer, job_id: int, timeout: float | None) -> Job:
-        timeout = check_timeout(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        timeout, deadline = _deadline(timeout)
         waker = _Waker(None)
         with self._registered(job_id, waker):
             self.start()
             while True:
                 job = app.get_job_sync(job_id)
-                self.reads += 1
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if job.is_final:
+                if (pause := self._pause(job, timeout, deadline)) is None:
                     return job
-                if timeout is not None and remaining is not None and remaining <= 0:
-                    raise WaitTimeoutError(job, timeout)
-                waker.wait_sync(self._pause(remaining))
+                waker.wait_sync(pause)

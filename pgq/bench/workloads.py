@@ -47,9 +47,10 @@ async def prefill(app: App, n: int, batch: int) -> None:
         await app.enqueue_many([JobSpec("noop")] * (min(n, offset + batch) - offset))
 
 
-async def _wait_finished(dsn: str, n: int, procs: list[Any]) -> float:
-    """Wait until n jobs are final; return first start to last finish in seconds."""
-    deadline = time.monotonic() + _WAIT_SECONDS
+async def wait_finished(dsn: str, n: int, procs: list[Any], limit: float = _WAIT_SECONDS) -> float:
+    """Wait until n jobs are final (while ``procs`` live); return first start to last
+    finish in seconds, by the database clock. TimeoutError after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while True:
             finished, seconds = await drained_seconds(conn)
@@ -57,7 +58,7 @@ async def _wait_finished(dsn: str, n: int, procs: list[Any]) -> float:
                 return seconds
             check_alive(procs)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {finished} of {n} jobs finished in {_WAIT_SECONDS:.0f} s")
+                raise TimeoutError(f"only {finished} of {n} jobs finished in {limit:.0f} s")
             await asyncio.sleep(0.05)
 
 
@@ -65,7 +66,7 @@ async def drain(app: App, dsn: str, n: int, workers: int, concurrency: int, batc
     """n jobs enqueued first, then ``workers`` processes at ``concurrency`` empty the queue."""
     await prefill(app, n, batch)
     with worker_processes(dsn, workers, concurrency) as procs:
-        seconds = await _wait_finished(dsn, n, procs)
+        seconds = await wait_finished(dsn, n, procs)
     return Result("drain", n, seconds, note=f"{workers} process(es) x concurrency {concurrency}")
 
 
@@ -79,7 +80,7 @@ async def _stamps(dsn: str) -> list[dict[str, float]]:
 async def _warm_up(app: App, dsn: str, procs: list[Any]) -> None:
     """Enqueue one job and wait for it: the worker processes are up and listening."""
     await app.enqueue("noop")
-    await _wait_finished(dsn, 1, procs)
+    await wait_finished(dsn, 1, procs)
 
 
 async def wakeup_latency(app: App, dsn: str, samples: int, spacing: float) -> Result:
@@ -89,7 +90,7 @@ async def wakeup_latency(app: App, dsn: str, samples: int, spacing: float) -> Re
         for _ in range(samples):
             await app.enqueue("stamp", {"enqueued_at": time.time()})
             await asyncio.sleep(spacing)
-        await _wait_finished(dsn, samples + 1, procs)
+        await wait_finished(dsn, samples + 1, procs)
     rows = await _stamps(dsn)
     latencies = tuple((r["started_at"] - r["enqueued_at"]) * 1000 for r in rows)
     return Result("wakeup_latency", len(rows), sum(latencies) / 1000, latencies)
@@ -109,7 +110,7 @@ async def steady(app: App, dsn: str, rate: float, duration: float, workers: int,
             pending.append(asyncio.create_task(app.enqueue("stamp", {"enqueued_at": time.time()})))
         await asyncio.gather(*pending)
         produced_in = time.perf_counter() - start
-        await _wait_finished(dsn, total + 1, procs)
+        await wait_finished(dsn, total + 1, procs)
     rows = await _stamps(dsn)
     latencies = tuple((r["finished_at"] - r["enqueued_at"]) * 1000 for r in rows)
     return Result(

@@ -28,9 +28,8 @@ How it is written depends on the driver under the engine:
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import psycopg
 from sqlalchemy import Connection, text
@@ -39,8 +38,8 @@ from sqlalchemy.orm import Session
 
 from pgq import _json
 from pgq.app import App
-from pgq.job import Job
-from pgq.spec import JobSpec
+from pgq.job import Job, from_row
+from pgq.spec import EnqueueOptions, JobSpec
 
 __all__ = ["enqueue", "enqueue_async"]
 
@@ -60,20 +59,14 @@ def enqueue(
     app: App,
     task: str,
     args: Mapping[str, Any] | None = None,
-    *,
-    queue: str | None = None,
-    priority: int | None = None,
-    delay: float | dt.timedelta | None = None,
-    run_at: dt.datetime | None = None,
-    max_attempts: int | None = None,
-    idempotency_key: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> Job:
     """Enqueue one job in the transaction of ``session`` (a ``Session`` or a Core ``Connection``).
 
     Takes the options of ``app.enqueue_sync``; returns the job (an idempotency key held
     by a job that is not final returns that job).
     """
-    spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
+    spec = JobSpec(task, args or {}, **options)
     connection = session.connection() if isinstance(session, Session) else session
     if not isinstance(connection, Connection):
         raise TypeError(
@@ -82,9 +75,9 @@ def enqueue(
         )
     raw = connection.connection.driver_connection
     if isinstance(raw, psycopg.Connection):
-        return app.enqueue_sync(**_options(spec), conn=raw)
+        return app.enqueue_sync(task, args, conn=raw, **options)
     job_id = connection.execute(_ENQUEUE, _sql_params(app, spec)).scalar_one()
-    return Job(**connection.execute(_JOB, {"id": job_id}).mappings().one())
+    return from_row(dict(connection.execute(_JOB, {"id": job_id}).mappings().one()))
 
 
 async def enqueue_async(
@@ -92,16 +85,10 @@ async def enqueue_async(
     app: App,
     task: str,
     args: Mapping[str, Any] | None = None,
-    *,
-    queue: str | None = None,
-    priority: int | None = None,
-    delay: float | dt.timedelta | None = None,
-    run_at: dt.datetime | None = None,
-    max_attempts: int | None = None,
-    idempotency_key: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> Job:
     """``enqueue`` for an ``AsyncSession`` or a Core ``AsyncConnection``."""
-    spec = JobSpec(task, args or {}, queue, priority, delay, run_at, max_attempts, idempotency_key)
+    spec = JobSpec(task, args or {}, **options)
     connection = await session.connection() if isinstance(session, AsyncSession) else session
     if not isinstance(connection, AsyncConnection):
         raise TypeError(
@@ -110,14 +97,9 @@ async def enqueue_async(
         )
     raw = (await connection.get_raw_connection()).driver_connection
     if isinstance(raw, psycopg.AsyncConnection):
-        return await app.enqueue(**_options(spec), conn=raw)
+        return await app.enqueue(task, args, conn=raw, **options)
     job_id = (await connection.execute(_ENQUEUE, _sql_params(app, spec))).scalar_one()
-    return Job(**(await connection.execute(_JOB, {"id": job_id})).mappings().one())
-
-
-def _options(spec: JobSpec) -> dict[str, Any]:
-    """app.enqueue's keywords, for the psycopg path (the app checks them there)."""
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    return from_row(dict((await connection.execute(_JOB, {"id": job_id})).mappings().one()))
 
 
 def _sql_params(app: App, spec: JobSpec) -> dict[str, Any]:
