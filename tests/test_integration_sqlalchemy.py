@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import pgq
-from pgq.integrations.sqlalchemy import enqueue, enqueue_async
+from pgq.integrations.sqlalchemy import enqueue, enqueue_async, enqueue_many, enqueue_many_async
 from tests.helpers import count_rows, running_worker, wait_final
 
 pytestmark = pytest.mark.anyio
@@ -109,15 +109,19 @@ def test_a_core_connection_and_a_refusal_before_any_write(engine: Engine, app: p
         enqueue(AsyncSession(), app, "t")  # type: ignore[arg-type]
 
 
-def test_enqueue_many_on_the_sessions_psycopg_connection(engine: Engine, app: pgq.App, dsn: str) -> None:
-    """What the README says to do for bulk enqueue in a session."""
+def test_enqueue_many_commits_and_rolls_back_with_the_session(engine: Engine, app: pgq.App, dsn: str) -> None:
     with Session(engine) as session, session.begin():
-        raw = session.connection().connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
-        jobs = app.enqueue_many_sync([{"task": "t", "args": {"n": n}} for n in range(3)], conn=raw)
+        jobs = enqueue_many(session, app, [{"task": "t", "args": {"n": n}} for n in range(3)])
         session.add(Order(id=1, email="a@b.c"))
         assert count_rows(dsn) == 0
-    assert _orders(dsn) == 1 and count_rows(dsn) == 3 and len(jobs) == 3
+    assert _orders(dsn) == 1 and count_rows(dsn) == 3
+    assert [j.args["n"] for j in jobs] == [0, 1, 2] and jobs == [app.get_job_sync(j.id) for j in jobs]
+    with Session(engine) as session:
+        enqueue_many(session, app, [pgq.JobSpec("t")] * 5)
+        session.rollback()
+    assert count_rows(dsn) == 3
+    with pytest.raises(TypeError, match="use enqueue_many_async"):
+        enqueue_many(AsyncSession(), app, [])  # type: ignore[arg-type]
 
 
 # -- AsyncSession, psycopg and asyncpg ---------------------------------------------------------
@@ -140,6 +144,25 @@ async def test_async_session_commit_keeps_the_row_and_the_job(
     stored = await app.get_job(job.id)
     assert stored.to_dict() == job.to_dict()
     assert (stored.state, stored.run_at, stored.max_attempts) == (pgq.JobState.SCHEDULED, run_at, 2)
+    await app.close()
+
+
+async def test_async_enqueue_many_in_input_order_and_all_checked_before_any_write(
+    async_engine: AsyncEngine, app: pgq.App, dsn: str
+) -> None:
+    specs = [
+        pgq.JobSpec("t", {"n": 0}, idempotency_key="k"),
+        pgq.JobSpec("t", {"n": 1}, delay=60),
+        pgq.JobSpec("t", {"n": 0}, idempotency_key="k"),  # the same job again
+        pgq.JobSpec("t", {"n": 3}, queue="other"),
+    ]
+    async with AsyncSession(async_engine) as session, session.begin():
+        jobs = await enqueue_many_async(session, app, specs)
+        with pytest.raises(ValueError, match="priority"):
+            await enqueue_many_async(session, app, [pgq.JobSpec("t"), pgq.JobSpec("t", priority=99999)])
+    assert [j.args["n"] for j in jobs] == [0, 1, 0, 3]
+    assert jobs[0].id == jobs[2].id and jobs[1].state is pgq.JobState.SCHEDULED and jobs[3].queue == "other"
+    assert count_rows(dsn) == 3  # the refused batch wrote nothing, not even its valid first job
     await app.close()
 
 

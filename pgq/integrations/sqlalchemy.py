@@ -1,4 +1,4 @@
-"""Enqueue a job inside a SQLAlchemy transaction (``pip install 'pgq-queue[sqlalchemy]'``).
+"""Enqueue jobs inside a SQLAlchemy transaction (``pip install 'pgq-queue[sqlalchemy]'``).
 
 ::
 
@@ -11,6 +11,8 @@
     async with AsyncSession(async_engine) as session, session.begin():
         session.add(Order(...))
         job = await enqueue_async(session, app, "send_receipt", {"order_id": 7})
+
+``enqueue_many`` / ``enqueue_many_async`` take a batch, as ``app.enqueue_many`` does.
 
 The job is written on the session's connection, in its transaction: it commits with the
 session, wakes workers at that commit, and a rollback leaves nothing. The arguments are
@@ -28,20 +30,20 @@ How it is written depends on the driver under the engine:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Unpack
 
 import psycopg
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from pgq import _json
 from pgq.app import App
 from pgq.job import Job, from_row
-from pgq.spec import EnqueueOptions, JobSpec
+from pgq.spec import EnqueueOptions, JobSpec, as_spec
 
-__all__ = ["enqueue", "enqueue_async"]
+__all__ = ["enqueue", "enqueue_async", "enqueue_many", "enqueue_many_async"]
 
 # The statements of the path through the SQL function (named parameters in SQLAlchemy's
 # :name style). The arguments arrive checked and with the app's defaults resolved.
@@ -51,7 +53,7 @@ _ENQUEUE = text(
     "delay => CAST(:delay AS interval), max_attempts => CAST(:max_attempts AS bigint), "
     "idempotency_key => CAST(:idempotency_key AS text))"
 )
-_JOB = text("SELECT * FROM pgq.jobs WHERE id = :id")
+_JOBS = text("SELECT * FROM pgq.jobs WHERE id = ANY(CAST(:ids AS bigint[]))")
 
 
 def enqueue(
@@ -67,17 +69,27 @@ def enqueue(
     by a job that is not final returns that job).
     """
     spec = JobSpec(task, args or {}, **options)
-    connection = session.connection() if isinstance(session, Session) else session
-    if not isinstance(connection, Connection):
-        raise TypeError(
-            f"enqueue takes a sqlalchemy Session or Connection, got {type(session).__name__}; "
-            "use enqueue_async for an AsyncSession"
-        )
+    connection = _connection(session, "enqueue")
     raw = connection.connection.driver_connection
     if isinstance(raw, psycopg.Connection):
         return app.enqueue_sync(task, args, conn=raw, **options)
     job_id = connection.execute(_ENQUEUE, _sql_params(app, spec)).scalar_one()
-    return from_row(dict(connection.execute(_JOB, {"id": job_id}).mappings().one()))
+    return _read_jobs(connection.execute(_JOBS, {"ids": [job_id]}).mappings().all(), [job_id])[0]
+
+
+def enqueue_many(session: Session | Connection, app: App, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> list[Job]:
+    """Enqueue many jobs in the transaction of ``session``; they come back in input order.
+
+    psycopg: pgq's own bulk path (binary COPY, or one INSERT). Other drivers: every job
+    is checked first, then ``pgq.enqueue()`` runs once per job.
+    """
+    connection = _connection(session, "enqueue_many")
+    raw = connection.connection.driver_connection
+    if isinstance(raw, psycopg.Connection):
+        return app.enqueue_many_sync(jobs, conn=raw)
+    params = [_sql_params(app, as_spec(job)) for job in jobs]  # all refused before any write
+    ids = [connection.execute(_ENQUEUE, p).scalar_one() for p in params]
+    return _read_jobs(connection.execute(_JOBS, {"ids": ids}).mappings().all(), ids)
 
 
 async def enqueue_async(
@@ -89,17 +101,52 @@ async def enqueue_async(
 ) -> Job:
     """``enqueue`` for an ``AsyncSession`` or a Core ``AsyncConnection``."""
     spec = JobSpec(task, args or {}, **options)
-    connection = await session.connection() if isinstance(session, AsyncSession) else session
-    if not isinstance(connection, AsyncConnection):
-        raise TypeError(
-            f"enqueue_async takes a sqlalchemy AsyncSession or AsyncConnection, got {type(session).__name__}; "
-            "use enqueue for a Session"
-        )
+    connection = await _async_connection(session, "enqueue_async")
     raw = (await connection.get_raw_connection()).driver_connection
     if isinstance(raw, psycopg.AsyncConnection):
         return await app.enqueue(task, args, conn=raw, **options)
     job_id = (await connection.execute(_ENQUEUE, _sql_params(app, spec))).scalar_one()
-    return from_row(dict((await connection.execute(_JOB, {"id": job_id})).mappings().one()))
+    return _read_jobs((await connection.execute(_JOBS, {"ids": [job_id]})).mappings().all(), [job_id])[0]
+
+
+async def enqueue_many_async(
+    session: AsyncSession | AsyncConnection, app: App, jobs: Iterable[JobSpec | Mapping[str, Any]]
+) -> list[Job]:
+    """``enqueue_many`` for an ``AsyncSession`` or a Core ``AsyncConnection``."""
+    connection = await _async_connection(session, "enqueue_many_async")
+    raw = (await connection.get_raw_connection()).driver_connection
+    if isinstance(raw, psycopg.AsyncConnection):
+        return await app.enqueue_many(jobs, conn=raw)
+    params = [_sql_params(app, as_spec(job)) for job in jobs]  # all refused before any write
+    ids = [(await connection.execute(_ENQUEUE, p)).scalar_one() for p in params]
+    return _read_jobs((await connection.execute(_JOBS, {"ids": ids})).mappings().all(), ids)
+
+
+def _connection(session: Session | Connection, what: str) -> Connection:
+    connection = session.connection() if isinstance(session, Session) else session
+    if not isinstance(connection, Connection):
+        raise TypeError(
+            f"{what} takes a sqlalchemy Session or Connection, got {type(session).__name__}; "
+            f"use {what}_async for an AsyncSession"
+        )
+    return connection
+
+
+async def _async_connection(session: AsyncSession | AsyncConnection, what: str) -> AsyncConnection:
+    connection = await session.connection() if isinstance(session, AsyncSession) else session
+    if not isinstance(connection, AsyncConnection):
+        raise TypeError(
+            f"{what} takes a sqlalchemy AsyncSession or AsyncConnection, got {type(session).__name__}; "
+            f"use {what.removesuffix('_async')} for a Session"
+        )
+    return connection
+
+
+def _read_jobs(rows: Sequence[RowMapping], ids: Sequence[int]) -> list[Job]:
+    """The jobs ``pgq.enqueue()`` returned the ids of, in that order (a repeated
+    idempotency key returns the same job twice)."""
+    by_id = {int(row["id"]): from_row(dict(row)) for row in rows}
+    return [by_id[job_id] for job_id in ids]
 
 
 def _sql_params(app: App, spec: JobSpec) -> dict[str, Any]:
