@@ -7,6 +7,7 @@ Django's settings are configured once per process, so this module shares one dat
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -227,6 +228,30 @@ def test_enqueue_checks_its_input_before_writing(dsn: str) -> None:
     with pytest.raises(pgq.ConfigError, match="no database 'nope'"), transaction.atomic():
         enqueue("ship", {"order_id": 1}, using="nope")
     assert count_rows(dsn) == before
+
+
+def test_aenqueue_writes_on_the_connection_of_djangos_async_orm_calls(dsn: str) -> None:
+    from asgiref.sync import sync_to_async
+    from django.db import transaction
+
+    from pgq.integrations.django import aenqueue
+
+    async def view() -> tuple[pgq.Job, int]:
+        # A transaction left open on the connection of Django's thread-sensitive executor
+        # (where acreate runs): a job written on that same connection stays invisible.
+        await sync_to_async(transaction.set_autocommit)(False)
+        try:
+            order = await orders().acreate(item="mug")
+            job = await aenqueue("ship", {"order_id": order.id})
+            unseen = count_rows(dsn, "id = %s", [job.id])
+            await sync_to_async(transaction.commit)()
+        finally:
+            await sync_to_async(transaction.set_autocommit)(True)
+        return job, unseen
+
+    job, unseen = asyncio.run(view())
+    assert unseen == 0  # same connection, same open transaction as the ORM's insert
+    assert count_rows(dsn, "id = %s AND state = 'queued'", [job.id]) == 1
 
 
 def test_an_idempotent_repeat_on_djangos_connection_reads_the_job_back_whole(dsn: str) -> None:

@@ -31,6 +31,7 @@ from pgq.job import Job
 from pgq.spec import EnqueueOptions
 
 __all__ = [
+    "aenqueue",
     "autodiscover_tasks",
     "connection_of",
     "database_dsn",
@@ -190,7 +191,19 @@ def enqueue(
     rolls back with the block; outside one (autocommit) it is committed at once.
 
     ``options`` are ``enqueue_sync``'s (queue, priority, delay or run_at, max_attempts,
-    idempotency_key); ``using`` is a DATABASES alias. Sync, like the ORM: from async
-    code call it through ``asgiref.sync.sync_to_async``.
+    idempotency_key); ``using`` is a DATABASES alias. Sync, like the ORM; from async
+    code, ``aenqueue``.
     """
     return get_app().enqueue_sync(task, args, conn=connection_of(using), **options)
+
+
+async def aenqueue(
+    task: str, args: Mapping[str, Any] | None = None, *, using: str | None = None, **options: Unpack[EnqueueOptions]
+) -> Job:
+    """``enqueue`` for async views, as Django's own ``acreate``/``asave`` do it: on the
+    connection of Django's thread-sensitive executor, the one those calls use. Django
+    has no async ``atomic()``: to commit a job with other writes, put them all in one
+    sync function with ``transaction.atomic()`` and await it through ``sync_to_async``."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(enqueue, thread_sensitive=True)(task, args, using=using, **options)
