@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from pgq._queries import QUERIES
+from pgq.db.events import LISTEN_JOB_EVENTS
 from pgq.errors import WaitTimeoutError
 from pgq.job import FINAL_STATES, Job
 from pgq.listen import ListenClient
@@ -140,7 +140,7 @@ class JobWaiter:
         loop = asyncio.new_event_loop()
         client = ListenClient(
             lambda: self._dsn,
-            QUERIES["job_events_listen"],
+            LISTEN_JOB_EVENTS,
             self._on_notify,
             log=log,
             fallback=f"waits read their jobs every {self.poll_interval:g}s until it is back",
