@@ -17,8 +17,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pgq
+from pgq.errors import first_line
 
 log = logging.getLogger("pgq.api")
+
+UNREACHABLE: tuple[type[BaseException], ...] = (pgq.DatabaseUnavailableError, psycopg.Error, OSError, TimeoutError)
+"""What a call raises when its database cannot be reached (a lost connection, a connect or
+pool wait that timed out: PoolTimeout is an OperationalError), as opposed to a bug."""
 
 _CODES = {
     400: "malformed_json",
@@ -89,7 +94,7 @@ async def on_database_unavailable(request: Request, exc: Exception) -> Response:
 async def on_connection_error(request: Request, exc: Exception) -> Response:
     """A connection lost mid-query, a connect that timed out, no pooled connection within
     POOL_TIMEOUT (PoolTimeout): the database is unreachable, not a bug. 503, logged briefly."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = first_line(exc)
     log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, first)
     return error_response(ApiError(503, f"the database is unavailable: {first}"))
 

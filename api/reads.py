@@ -24,8 +24,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
-import psycopg
-from psycopg_pool import PoolTimeout
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,8 +32,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import pgq
 from pgq.api import positions
 from pgq.api.config import ApiSettings
-from pgq.api.errors import ApiError
+from pgq.api.errors import UNREACHABLE, ApiError
 from pgq.db import replication
+from pgq.errors import first_line
 
 log = logging.getLogger("pgq.api.reads")
 
@@ -46,7 +45,7 @@ CHECK_INTERVAL = 0.25
 """Seconds a replica check is trusted before the next read checks again."""
 CHECK_TIMEOUT = 2.0
 """A replica that does not answer a check within this is treated as gone."""
-REPLICA_ERRORS = (pgq.DatabaseUnavailableError, pgq.SchemaNotMigratedError, psycopg.Error, PoolTimeout, TimeoutError)
+REPLICA_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE, pgq.SchemaNotMigratedError)
 
 
 class Reads:
@@ -163,7 +162,7 @@ class Reads:
 
     def _lost(self, exc: BaseException) -> None:
         self.replayed = None
-        self._set_problem("unavailable", f"the read replica does not answer: {str(exc).strip() or type(exc).__name__}")
+        self._set_problem("unavailable", f"the read replica does not answer: {first_line(exc)}")
 
     def _set_problem(self, problem: str | None, message: str) -> None:
         if problem != self.problem:

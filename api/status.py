@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
 from pgq.api.auth import Auth, Scope
+from pgq.api.errors import UNREACHABLE
 from pgq.api.reads import Reads
 from pgq.db.schema import SCHEMA_HEAD
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
 log = logging.getLogger("pgq.api")
-
-
-def json_ready(row: DataclassInstance) -> dict[str, Any]:
-    """A row's fields as JSON values (timestamps as ISO 8601), named as in the table."""
-    return {
-        f.name: value.isoformat() if isinstance(value := getattr(row, f.name), dt.datetime) else value
-        for f in dataclasses.fields(row)
-    }
 
 
 PROBE_TIMEOUT_SECONDS = 5.0
@@ -58,7 +43,7 @@ class HealthProbe:
                 await self._queue.check_database()
         except pgq.SchemaNotMigratedError as exc:
             return 503, {"status": "unavailable", "schema": str(exc)}
-        except (pgq.DatabaseUnavailableError, psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             log.warning("health: the database is unavailable: %s", exc or type(exc).__name__)
             return 503, {"status": "unavailable", "database": "the database does not answer (see the API's log)"}
         return 200, {"status": "ok", "schema_revision": SCHEMA_HEAD}
@@ -78,12 +63,12 @@ def routes(queue: pgq.App, reads: Reads, auth: Auth) -> list[Route]:
     @auth.require(Scope.READ)
     async def queues(request: Request) -> Response:
         stats = await reads.read(request, lambda app: app.queue_stats())
-        return JSONResponse({"queues": [{**json_ready(s), "paused": s.paused} for s in stats]})
+        return JSONResponse({"queues": [s.to_dict() for s in stats]})
 
     @auth.require(Scope.READ)
     async def workers(request: Request) -> Response:
         rows = await reads.read(request, lambda app: app.list_workers())
-        return JSONResponse({"workers": [json_ready(w) for w in rows]})
+        return JSONResponse({"workers": [w.to_dict() for w in rows]})
 
     return [
         Route("/health", health, methods=["GET"]),

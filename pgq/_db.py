@@ -12,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
 from pgq._queries import QUERIES
-from pgq.errors import ConfigError, DatabaseUnavailableError, SchemaNotMigratedError
+from pgq.errors import ConfigError, DatabaseUnavailableError, SchemaNotMigratedError, first_line
 
 if TYPE_CHECKING:
     from pgq.settings import PreparedStatements
@@ -33,15 +33,11 @@ def validate_dsn(dsn: str, name: str = "DATABASE_URL") -> None:
     try:
         conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"{name} is not a valid PostgreSQL DSN ({redact(dsn)}): {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{name} is not a valid PostgreSQL DSN ({redact(dsn)}): {first_line(exc)}") from None
 
 
 def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailableError:
-    return DatabaseUnavailableError(f"cannot connect to PostgreSQL at {redact(dsn)}: {_first_line(exc)}")
+    return DatabaseUnavailableError(f"cannot connect to PostgreSQL at {redact(dsn)}: {first_line(exc)}")
 
 
 # -- network timeouts ----------------------------------------------------------------

@@ -8,13 +8,19 @@ surrogate (jsonb rejects both), a non-string dict key.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import JsonbLoader, JsonLoader
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 JsonDefault = Callable[[Any], Any]
 """Turns a value JSON does not know (a datetime, a Decimal) into one it does."""
@@ -122,3 +128,18 @@ def load_json_as_python(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) 
     own loaders may differ: Django's psycopg backend reads jsonb as text."""
     cursor.adapters.register_loader("jsonb", JsonbLoader)
     cursor.adapters.register_loader("json", JsonLoader)
+
+
+def row_as_json(row: DataclassInstance, *, utc: bool = False) -> dict[str, Any]:
+    """A row dataclass's fields as JSON values, named as in its table: timestamps as ISO
+    8601 (converted to UTC when ``utc``), enums as their values. What the CLI and the
+    HTTP API print for a job, a schedule, a queue or a worker."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(row):
+        value = getattr(row, field.name)
+        if isinstance(value, dt.datetime):
+            value = (value.astimezone(dt.UTC) if utc else value).isoformat()
+        elif isinstance(value, Enum):
+            value = value.value
+        out[field.name] = value
+    return out

@@ -8,6 +8,12 @@ if TYPE_CHECKING:
     from pgq.job import Job
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (its type's name when it has none): what a
+    one-line log entry or error body says, without a driver's multi-line detail."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class PgqError(Exception):
     """Base class of every error pgq raises itself."""
 

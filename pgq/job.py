@@ -17,6 +17,8 @@ from dataclasses import field
 from enum import StrEnum
 from typing import Any
 
+from pgq._json import row_as_json
+
 
 class JobState(StrEnum):
     """The values of ``pgq.jobs.state``; stable, because users write SQL against them."""
@@ -93,15 +95,7 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (timestamps as ISO 8601), for the CLI and the HTTP API."""
-        out: dict[str, Any] = {}
-        for name in COLUMNS:
-            value = getattr(self, name)
-            if isinstance(value, dt.datetime):
-                value = value.isoformat()
-            elif isinstance(value, JobState):
-                value = value.value
-            out[name] = value
-        return out
+        return row_as_json(self)
 
 
 FIELDS = dataclasses.fields(Job)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
+from pgq._json import row_as_json
 from pgq.job import JobState
 
 EXACT_FINAL_COUNT_ROWS = 100_000
@@ -35,6 +37,10 @@ class QueueStats:
     def paused(self) -> bool:
         return self.paused_at is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for the HTTP API (``paused`` included)."""
+        return {**row_as_json(self), "paused": self.paused}
+
     @classmethod
     def empty_counts(cls) -> dict[str, int]:
         return {s.value: 0 for s in JobState}
@@ -52,3 +58,7 @@ class WorkerInfo:
     started_at: dt.datetime
     heartbeat_at: dt.datetime
     seconds_since_heartbeat: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for the HTTP API."""
+        return row_as_json(self)

@@ -229,7 +229,4 @@ class ScheduleState:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (timestamps as ISO 8601 in UTC), for the CLI."""
-        return {
-            f.name: (v.astimezone(dt.UTC).isoformat() if isinstance(v := getattr(self, f.name), dt.datetime) else v)
-            for f in dataclasses.fields(self)
-        }
+        return _json.row_as_json(self, utc=True)
