@@ -34,7 +34,7 @@ MAX_WAIT_SECONDS = 300.0
 
 TaskName = Annotated[str, Field(pattern=TASK_NAME.pattern, description="A task name a worker registers.")]
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME.pattern)]
-State = Literal["scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled"]
+State = Literal["waiting", "scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled"]
 assert set(State.__args__) == {s.value for s in JobState}  # type: ignore[attr-defined]
 
 

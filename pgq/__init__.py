@@ -1,6 +1,7 @@
 """pgq: a job queue for Python that needs nothing but PostgreSQL."""
 
 from pgq.app import App
+from pgq.canvas import Step, chain, group
 from pgq.context import JobContext, current_job
 from pgq.errors import (
     ConfigError,
@@ -14,14 +15,17 @@ from pgq.errors import (
     Retry,
     ScheduleNotFoundError,
     SchemaNotMigratedError,
+    UnknownParentError,
     UnknownTaskError,
     WaitTimeoutError,
+    WorkflowNotFoundError,
 )
 from pgq.job import FINAL_STATES, Job, JobState
 from pgq.queues import QueueLimits, QueuePause
 from pgq.settings import Settings
 from pgq.spec import JobSpec
 from pgq.task import Task
+from pgq.workflow import Workflow, WorkflowWaitTimeoutError
 
 __all__ = [
     "FINAL_STATES",
@@ -44,8 +48,15 @@ __all__ = [
     "ScheduleNotFoundError",
     "SchemaNotMigratedError",
     "Settings",
+    "Step",
     "Task",
+    "UnknownParentError",
     "UnknownTaskError",
     "WaitTimeoutError",
+    "Workflow",
+    "WorkflowNotFoundError",
+    "WorkflowWaitTimeoutError",
+    "chain",
     "current_job",
+    "group",
 ]

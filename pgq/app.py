@@ -1,5 +1,6 @@
-"""pgq.App: the task registry and schedules; the producer and admin methods come from
-``Producer`` (pgq/producer.py) and ``Admin`` (pgq/admin.py), the pools from
+"""pgq.App: the task registry and schedules; the producer, workflow and admin methods
+come from ``Producer`` (pgq/producer.py), ``Workflows`` (pgq/workflow.py) and ``Admin``
+(pgq/admin.py), the pools from
 ``Connections`` (pgq/connections.py)."""
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from typing import Any, TypedDict, TypeVar, Unpack, overload
 from pgq._json import JsonDefault
 from pgq.admin import Admin
 from pgq.errors import ConfigError
-from pgq.producer import Producer
 from pgq.retry import Backoff, as_wait
 from pgq.schedule import Schedule, ScheduleOptions
 from pgq.settings import Settings
 from pgq.spec import reject_unknown
 from pgq.task import Task, TaskOptions
+from pgq.workflow import Workflows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,7 +32,7 @@ class TaskKeywords(TypedDict, total=False):
     retry: Backoff | None
 
 
-class App(Producer, Admin):
+class App(Workflows, Admin):
     """A pgq application: the tasks it knows and the database it talks to.
 
     The DSN comes from ``dsn=``, else ``DATABASE_URL``, else the embedded PostgreSQL.

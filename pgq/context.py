@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextvars
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pgq.errors import JobCancelledError
 from pgq.job import Job
 
 if TYPE_CHECKING:
+    from pgq.db.workflows import Parent
     from pgq.worker.progress import ProgressWriter as ProgressSink
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgq_current_job")
@@ -24,7 +25,7 @@ _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgq_curre
 class JobContext:
     """What a task may know about its own run. Created by the worker per attempt."""
 
-    __slots__ = ("_cancel", "_on_cancel", "_progress", "job", "worker_id")
+    __slots__ = ("_cancel", "_on_cancel", "_progress", "job", "parents", "worker_id")
 
     def __init__(self, job: Job, worker_id: str, progress: ProgressSink | None = None) -> None:
         self.job = job
@@ -34,6 +35,10 @@ class JobContext:
         # (an attribute read needs no lock), and far cheaper per job than an Event.
         self._cancel = False
         self._on_cancel: Callable[[], object] | None = None
+        self.parents: list[Parent] = []
+        """The jobs this one waited for (``depends_on``, or earlier workflow steps), in
+        the order they were given, with their states and results, read from the
+        database as this attempt started."""
 
     @property
     def attempt(self) -> int:
@@ -42,6 +47,11 @@ class JobContext:
     @property
     def is_last_attempt(self) -> bool:
         return self.job.attempt >= self.job.max_attempts
+
+    @property
+    def results(self) -> dict[str | int, Any]:
+        """The parents' results by step name (by job id for a parent outside the workflow)."""
+        return {p.step if p.step is not None else p.id: p.result for p in self.parents}
 
     @property
     def cancel_requested(self) -> bool:

@@ -38,6 +38,18 @@ class JobNotFoundError(PgqError, LookupError):
     """No job has this id."""
 
 
+class UnknownParentError(PgqError, ValueError):
+    """``depends_on`` names jobs that do not exist; nothing was written. ``missing``: their ids."""
+
+    def __init__(self, missing: list[int]) -> None:
+        super().__init__(f"unknown parent jobs: {', '.join(map(str, missing))}")
+        self.missing = missing
+
+
+class WorkflowNotFoundError(PgqError, LookupError):
+    """No workflow has this id."""
+
+
 class ScheduleNotFoundError(PgqError, LookupError):
     """No schedule has this name."""
 

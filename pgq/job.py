@@ -23,6 +23,7 @@ from pgq._json import row_as_json
 class JobState(StrEnum):
     """The values of ``pgq.jobs.state``; stable, because users write SQL against them."""
 
+    WAITING = "waiting"
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
@@ -72,6 +73,12 @@ class Job:
     progress: dict[str, Any] | None = field(
         metadata=_column("jsonb", 'The latest progress: {"percent", "message", "at"}.')
     )
+    workflow_id: int | None = field(metadata=_column("bigint", "The workflow this job is a step of."))
+    step: str | None = field(metadata=_column("text", "The step's name within its workflow."))
+    parents_left: int | None = field(
+        metadata=_column("integer", "Parents not final yet (null: the job waits for no job).")
+    )
+    has_dependents: bool = field(metadata=_column("boolean", "Some job waits for this one."))
 
     def __post_init__(self) -> None:
         # Rows arrive with state as plain text; keep the enum so comparisons read well.

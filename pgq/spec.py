@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypedDict
 
 from pgq import _json, _times
 from pgq._times import MAX_DELAY, RUN_AT_FIRST_YEAR, RUN_AT_LAST_YEAR, check_run_at
 from pgq.errors import JobNotFoundError
-from pgq.job import JobState
+from pgq.job import Job, JobState
 from pgq.names import check_queue_name, check_task_name
 from pgq.task import TaskOptions
 
@@ -30,6 +30,7 @@ __all__ = [
     "JobFilters",
     "JobSpec",
     "NewJob",
+    "ParentFailure",
     "as_spec",
     "check_job_id",
     "check_run_at",
@@ -55,6 +56,14 @@ class JobSpec:
     run_at: dt.datetime | None = None
     max_attempts: int | None = None
     idempotency_key: str | None = None
+    depends_on: Sequence[int | Job] = ()
+    on_parent_failure: ParentFailure | None = None
+
+
+ParentFailure = Literal["cancel", "run"]
+"""What a job does when a parent it depends on fails or is cancelled: be cancelled
+too (the default), or run anyway once every parent is final."""
+MAX_PARENTS = 100_000
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -67,6 +76,8 @@ class EnqueueOptions(TypedDict, total=False):
     run_at: dt.datetime | None
     max_attempts: int | None
     idempotency_key: str | None
+    depends_on: Sequence[int | Job]
+    on_parent_failure: ParentFailure | None
 
 
 class JobFilters(TypedDict, total=False):
@@ -102,11 +113,13 @@ class NewJob:
     delay: dt.timedelta | None
     max_attempts: int
     idempotency_key: str | None
+    parent_ids: tuple[int, ...] = ()
+    run_on_parent_failure: bool = False
 
     @property
     def ready_now(self) -> bool:
-        """Ready now and without an idempotency key: the COPY fast path can write it."""
-        return self.idempotency_key is None and self.run_at is None and self.delay is None
+        """Ready now, without an idempotency key or parents: the COPY fast path can write it."""
+        return self.idempotency_key is None and self.run_at is None and self.delay is None and not self.parent_ids
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -184,6 +197,9 @@ def validate(spec: JobSpec, defaults: TaskOptions | None, json_default: _json.Js
         raise ValueError("give either run_at or delay, not both")
     if spec.run_at is not None:
         _times.check_run_at(spec.run_at)
+    parent_ids = check_parents(spec.depends_on)
+    if parent_ids and spec.idempotency_key is not None:
+        raise ValueError("idempotency_key cannot be combined with depends_on")
     return NewJob(
         queue=queue,
         task=spec.task,
@@ -193,7 +209,36 @@ def validate(spec: JobSpec, defaults: TaskOptions | None, json_default: _json.Js
         delay=seconds(spec.delay) if spec.delay is not None else None,
         max_attempts=max_attempts,
         idempotency_key=check_idempotency_key(spec.idempotency_key),
+        parent_ids=parent_ids,
+        run_on_parent_failure=check_parent_failure(spec.on_parent_failure),
     )
+
+
+def check_parents(depends_on: object) -> tuple[int, ...]:
+    """The parent ids of ``depends_on`` (job ids or Jobs), without repeats, in order."""
+    if isinstance(depends_on, (str, bytes, Mapping)) or not isinstance(depends_on, (Sequence, set, frozenset)):
+        raise TypeError(f"depends_on must be a list of job ids or Jobs, got {type(depends_on).__name__}")
+    if len(depends_on) > MAX_PARENTS:
+        raise ValueError(f"depends_on may name at most {MAX_PARENTS} jobs, got {len(depends_on)}")
+    ids: dict[int, None] = {}
+    for parent in depends_on:
+        if isinstance(parent, Job):
+            parent = parent.id
+        if isinstance(parent, bool) or not isinstance(parent, int):
+            raise TypeError(f"depends_on takes job ids or Jobs, got {parent!r}")
+        if not 1 <= parent <= MAX_JOB_ID:
+            raise ValueError(f"depends_on: {parent} is not a job id")
+        ids[parent] = None
+    return tuple(ids)
+
+
+def check_parent_failure(policy: object) -> bool:
+    """True for "run" (run even if a parent failed), False for "cancel" or None."""
+    if policy is None or policy == "cancel":
+        return False
+    if policy == "run":
+        return True
+    raise ValueError(f"on_parent_failure must be 'cancel' or 'run', got {policy!r}")
 
 
 _SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(JobSpec))

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity.wait import wait_base
 
 from pgq.job import Job
 from pgq.names import QUEUE_NAME, TASK_NAME, check_queue_name, check_task_name
 from pgq.retry import as_wait
+
+if TYPE_CHECKING:
+    from pgq.canvas import Step
 
 __all__ = ["QUEUE_NAME", "TASK_NAME", "Task", "TaskOptions", "check_queue_name", "check_task_name"]
 
@@ -83,6 +86,14 @@ class Task:
                 problems.append(str(exc))
         if problems:
             raise TypeError(f"task {self.name}({', '.join(params)}): {'; '.join(problems)}")
+
+    def step(self, **kwargs: Any) -> Step:
+        """This task bound to these arguments, as a step of a workflow (``pgq.chain``,
+        ``pgq.group``); checked against the function's parameters now."""
+        from pgq.canvas import Step  # canvas imports spec, which imports this module
+
+        self.check_args(kwargs)
+        return Step(self.name, kwargs)
 
     async def enqueue(self, **kwargs: Any) -> Job:
         """Enqueue a run with these keyword arguments, using the task's defaults."""

@@ -272,7 +272,8 @@ async def test_queues_count_by_state_with_oldest_age_and_recent_finishes(api: ht
     queues = {q["queue"]: q for q in response.json()["queues"]}
     default, other = queues["default"], queues["other"]
     assert default["counts"] == {
-        "scheduled": 1, "queued": 2, "running": 0, "retrying": 0, "succeeded": 0, "failed": 0, "cancelled": 0
+        "waiting": 0, "scheduled": 1, "queued": 2, "running": 0,
+        "retrying": 0, "succeeded": 0, "failed": 0, "cancelled": 0,
     }  # fmt: skip
     assert 89 < default["oldest_queued_seconds"] < 600
     assert other["counts"]["cancelled"] == 1 and other["oldest_queued_seconds"] is None

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgq import _json, _times
-from pgq.errors import JobStateError, PgqError
+from pgq.errors import JobStateError, PgqError, UnknownParentError
 
 Row = dict[str, Any]
 
@@ -63,6 +63,8 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None =
         return done.value  # type: ignore[no-any-return]
     except psycopg.errors.UniqueViolation as exc:
         raise _unique_violation(exc) from None
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise _foreign_key_violation(exc) from None
 
 
 async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: bool | None = None) -> T:
@@ -90,6 +92,16 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: b
         return done.value  # type: ignore[no-any-return]
     except psycopg.errors.UniqueViolation as exc:
         raise _unique_violation(exc) from None
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise _foreign_key_violation(exc) from None
+
+
+def _foreign_key_violation(exc: psycopg.errors.ForeignKeyViolation) -> Exception:
+    """pgq.enqueue_dependent names the parents it did not find (column depends_on)."""
+    if exc.diag.column_name == "depends_on":
+        listed = (exc.diag.message_primary or "").rpartition(":")[2]
+        return UnknownParentError([int(n) for n in listed.split(",") if n.strip()])
+    return exc
 
 
 def _unique_violation(exc: psycopg.errors.UniqueViolation) -> PgqError:

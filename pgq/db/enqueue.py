@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from pgq import _json
 from pgq._queries import QUERIES
+from pgq.db import workflows
 from pgq.db.driver import Copy, Op
 from pgq.errors import PgqError
 from pgq.job import COLUMNS, Job, JobState, from_row
@@ -54,6 +55,10 @@ def _inserted(new: NewJob, job_id: int, state: JobState, run_at: dt.datetime, cr
         None,
         None,
         None,
+        None,
+        None,
+        None,
+        False,
     )
     job: Job = _new_object(Job)
     for set_field, value in zip(_JOB_SETTERS, values, strict=True):
@@ -76,7 +81,11 @@ def _insert_params(new: NewJob) -> dict[str, Any]:
 
 def insert(new: NewJob) -> Op[tuple[Job, bool]]:
     """``job_insert``: enqueue one job; the flag is False when its idempotency key
-    returned a job that already existed (and is not final)."""
+    returned a job that already existed (and is not final). A job with parents goes
+    through ``pgq.db.workflows`` (it cannot have an idempotency key)."""
+    if new.parent_ids:
+        (job,) = yield from workflows.enqueue([workflows.GraphStep(new)])
+        return job, True
     params = _insert_params(new)
     for _ in range(_IDEMPOTENCY_ATTEMPTS):
         rows = yield QUERIES["job_insert"], params
@@ -105,6 +114,10 @@ def insert_many(jobs: Sequence[NewJob]) -> Op[list[Job]]:
     """Enqueue many jobs in one statement; they come back in input order."""
     if not jobs:
         return []
+    if any(new.parent_ids for new in jobs):
+        if any(new.idempotency_key is not None for new in jobs):
+            raise ValueError("jobs with depends_on and jobs with an idempotency_key cannot be enqueued in one call")
+        return (yield from workflows.enqueue([workflows.GraphStep(new) for new in jobs]))
     if all(new.ready_now for new in jobs):
         return (yield from _copy(jobs))
     return (yield from _insert_many(jobs))

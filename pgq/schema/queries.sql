@@ -260,11 +260,11 @@ WITH stale AS (
 SELECT id, state, lost_worker, pg_notify('pgq_jobs', queue) IS NULL AS notified FROM rescued ORDER BY id;
 
 -- name: job_cancel
--- Cancel a job that has not started (or is waiting for a retry). Running and final
+-- Cancel a job that has not started (or is waiting for its parents or a retry). Running and final
 -- jobs are left alone here: job_request_cancel handles running ones.
 UPDATE pgq.jobs
 SET state = 'cancelled', finished_at = now()
-WHERE id = %(id)s AND state IN ('scheduled', 'queued', 'retrying')
+WHERE id = %(id)s AND state IN ('waiting', 'scheduled', 'queued', 'retrying')
 RETURNING *;
 
 -- name: job_request_cancel
@@ -281,8 +281,9 @@ SELECT requested.*, pg_notify('pgq_cancel', requested.id::text) IS NULL AS notif
 -- name: job_retry
 -- Put a failed or cancelled job back in the queue now, with at least one attempt left.
 -- A cancel request that stopped it earlier is spent: the new run starts without one.
+-- A job with parents that are not final yet waits for them again.
 UPDATE pgq.jobs
-SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
+SET state = CASE WHEN parents_left > 0 THEN 'waiting' ELSE 'queued' END, run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
     max_attempts = greatest(max_attempts, attempt + 1)
 WHERE id = %(id)s AND state IN ('failed', 'cancelled')
 RETURNING *;
@@ -304,6 +305,10 @@ WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND worker_id 
 WITH doomed AS (
     SELECT id FROM pgq.jobs
     WHERE finished_at < now() - %(older_than)s::interval AND state = %(state)s
+      -- A parent stays while a job that reads its result has not finished.
+      AND NOT (has_dependents AND EXISTS (
+          SELECT FROM pgq.job_parents AS p JOIN pgq.jobs AS c ON c.id = p.job_id
+          WHERE p.parent_id = pgq.jobs.id AND c.finished_at IS NULL))
     ORDER BY finished_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -635,12 +640,12 @@ WITH chosen AS (
 SELECT (SELECT count(*) FROM retried)::int AS jobs, (SELECT count(*) FROM woken)::int AS queues;
 
 -- name: ui_jobs_cancel_waiting_matching
--- Cancel every job matching the filter that has not started (scheduled, queued,
--- retrying), like job_cancel.
+-- Cancel every job matching the filter that has not started (waiting, scheduled,
+-- queued, retrying), like job_cancel.
 WITH cancelled AS (
     UPDATE pgq.jobs
     SET state = 'cancelled', finished_at = now()
-    WHERE state IN ('scheduled', 'queued', 'retrying')
+    WHERE state IN ('waiting', 'scheduled', 'queued', 'retrying')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
       AND (%(task)s::text IS NULL OR task = %(task)s)
     RETURNING id
@@ -684,3 +689,78 @@ SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS position;
 -- How far a replica has replayed (NULL replayed: not a replica, or nothing replayed).
 SELECT pg_is_in_recovery() AS in_recovery,
        (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint AS replayed;
+
+-- name: job_enqueue_dependent
+-- Jobs that wait for other jobs, with their edges (and their workflow's row when
+-- %(workflow_name)s is given), in one call: pgq.enqueue_dependent in schema.sql says how.
+SELECT * FROM pgq.enqueue_dependent(
+    %(workflow_name)s::text, %(steps)s::jsonb, %(edge_step)s::integer[], %(edge_parent_step)s::integer[],
+    %(edge_parent_id)s::bigint[], %(edge_cancel)s::boolean[]);
+
+-- name: job_parents_list
+-- A job's parents in the order they were given, with their results: what a dependent
+-- task reads through current_job().parents when it starts.
+SELECT p.position, j.id, j.step, j.task, j.state, j.result
+FROM pgq.job_parents AS p
+JOIN pgq.jobs AS j ON j.id = p.parent_id
+WHERE p.job_id = %(id)s
+ORDER BY p.position;
+
+-- name: workflow_get
+-- One workflow with its steps counted by state.
+SELECT * FROM pgq.workflow_status WHERE id = %(id)s;
+
+-- name: workflow_steps_list
+-- A workflow's steps in the order they were given (their ids ascend with it).
+SELECT * FROM pgq.jobs WHERE workflow_id = %(id)s ORDER BY id;
+
+-- name: workflow_pending_step
+-- The last step of a workflow that is not final (what wait_workflow waits for next).
+SELECT id FROM pgq.jobs WHERE workflow_id = %(id)s AND finished_at IS NULL ORDER BY id DESC LIMIT 1;
+
+-- name: workflow_list
+-- Newest workflows first, with their counts; keyset pagination with before_id. The
+-- page is chosen on pgq.workflows first, so only its workflows' steps are counted.
+SELECT s.*
+FROM (
+    SELECT id FROM pgq.workflows
+    WHERE %(before_id)s::bigint IS NULL OR id < %(before_id)s
+    ORDER BY id DESC
+    LIMIT %(limit)s
+) AS w
+CROSS JOIN LATERAL (SELECT * FROM pgq.workflow_status AS v WHERE v.id = w.id) AS s
+ORDER BY s.id DESC;
+
+-- name: workflow_cancel
+-- Cancel a workflow: steps that have not started end 'cancelled' at once, running ones
+-- are asked to stop (as job_request_cancel). Finished steps are left as they are.
+WITH stopped AS (
+    UPDATE pgq.jobs
+    SET state = 'cancelled', finished_at = now()
+    WHERE workflow_id = %(id)s AND state IN ('waiting', 'scheduled', 'queued', 'retrying')
+    RETURNING id
+), asked AS (
+    UPDATE pgq.jobs
+    SET cancel_requested_at = coalesce(cancel_requested_at, now())
+    WHERE workflow_id = %(id)s AND state = 'running'
+    RETURNING id
+), notified AS (
+    SELECT pg_notify('pgq_cancel', asked.id::text) FROM asked
+)
+SELECT (SELECT count(*) FROM stopped)::int AS cancelled, (SELECT count(*) FROM notified)::int AS stopping;
+
+-- name: workflow_retry
+-- Retry a workflow: its failed and cancelled steps run again (as job_retry), except the
+-- ones a failed parent cancelled: retrying that parent makes them wait again (the
+-- jobs_settle_dependents trigger), and then run after it.
+WITH retried AS (
+    UPDATE pgq.jobs
+    SET state = CASE WHEN parents_left > 0 THEN 'waiting' ELSE 'queued' END, run_at = now(),
+        finished_at = NULL, cancel_requested_at = NULL, max_attempts = greatest(max_attempts, attempt + 1)
+    WHERE workflow_id = %(id)s AND state IN ('failed', 'cancelled')
+      AND (errors -> -1 ->> 'type') IS DISTINCT FROM 'ParentFailed'
+    RETURNING queue
+), woken AS (
+    SELECT pg_notify('pgq_jobs', r.queue) FROM (SELECT DISTINCT queue FROM retried) AS r
+)
+SELECT (SELECT count(*) FROM retried)::int AS retried, (SELECT count(*) FROM woken)::int AS queues;

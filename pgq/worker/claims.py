@@ -1,4 +1,5 @@
-"""The worker's two claim-side statements: take ready jobs, and promote due ones."""
+"""The worker's claim-side statements: take ready jobs, promote due ones, and read a
+dependent job's parents as it starts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq.db import jobs
+from pgq.db import jobs, workflows
+from pgq.db.workflows import Parent
 from pgq.job import Job
 
 PROMOTE_BATCH = 1000
@@ -30,3 +32,9 @@ async def promote_due(pool: Pool, queues: Sequence[str]) -> tuple[bool, float | 
         promoted = await jobs.promote_due(conn, PROMOTE_BATCH)
         due_in = await jobs.next_due_in(conn, queues)
     return bool(promoted), due_in
+
+
+async def parents_of(pool: Pool, job_id: int) -> list[Parent]:
+    """The parents of a dependent job with their results, as its attempt starts."""
+    async with pool.connection() as conn:
+        return await workflows.parents(conn, job_id)

@@ -235,7 +235,10 @@ class Worker:
     async def _process(self, running: Running) -> None:
         job, ctx, progress = running.job, running.ctx, running.progress
         began = time.perf_counter()
+        assert self._pool is not None
         try:
+            if job.parents_left is not None:  # a dependent job reads its parents' results
+                ctx.parents = await claims.parents_of(self._pool, job.id)
             outcome = await execute(self.app, ctx)
         except Exception:
             # A bug in pgq itself, not in the task (execute turns task errors into

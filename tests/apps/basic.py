@@ -80,3 +80,19 @@ async def attempt_marker(seconds: float = 0) -> int:
     record_run()
     await asyncio.sleep(seconds)
     return pgq.current_job().attempt
+
+
+@app.task
+async def sleep_until(at: float) -> float:
+    """Sleeps until the wall-clock time ``at``: parents that end at the same moment on
+    different workers, for the join tests."""
+    record_run()
+    await asyncio.sleep(max(0.0, at - time.time()))
+    return at
+
+
+@app.task
+async def join(n: int = 0) -> list[object]:
+    """A fan-in callback: returns its parents' results, in order."""
+    record_run()
+    return [parent.result for parent in pgq.current_job().parents]

@@ -1,0 +1,199 @@
+"""Workflows through the Python API: chains pass results along, fan-in joins fire once,
+failed parents cancel their dependents and retrying them revives them, bad graphs are
+refused with nothing written, and a cancelled workflow stops."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+import pgq
+from pgq import chain, group
+from tests.helpers import count_rows, running_worker
+
+pytestmark = pytest.mark.anyio
+
+
+def make_app(dsn: str) -> pgq.App:
+    app = pgq.App(dsn)
+
+    @app.task
+    def fetch(url: str) -> dict[str, object]:
+        return {"url": url, "size": len(url)}
+
+    @app.task
+    def scan(n: int) -> int:
+        return n * n
+
+    @app.task
+    def merge() -> list[object]:
+        ctx = pgq.current_job()
+        return [p.result for p in ctx.parents]
+
+    @app.task
+    def report() -> str:
+        merged = pgq.current_job().results["merge"]
+        return f"{len(merged)} findings"
+
+    @app.task(max_attempts=1)
+    def boom(fail: bool = True) -> str:
+        if fail:
+            raise RuntimeError("boom")
+        return "fixed"
+
+    @app.task
+    async def slow() -> None:
+        await asyncio.sleep(60)
+
+    return app
+
+
+async def test_a_chain_of_three_passes_results_along(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app, running_worker(app):
+        wf = await app.enqueue_workflow(
+            chain(
+                app.tasks["fetch"].step(url="https://a.example"), app.tasks["merge"].step(), app.tasks["report"].step()
+            )
+        )
+        assert [s.step for s in wf.steps] == ["fetch", "merge", "report"]
+        assert [s.state for s in wf.steps] == ["queued", "waiting", "waiting"]
+        done = await wf.wait(timeout=20)
+    assert done.state == "succeeded"
+    assert done.step("merge").result == [{"url": "https://a.example", "size": 17}]
+    assert done.result == "1 findings"
+
+
+async def test_a_group_of_1000_with_a_callback_runs_it_once_with_every_result(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        wf = await app.enqueue_workflow(
+            chain(group(*(app.tasks["scan"].step(n=i) for i in range(1000))), app.tasks["merge"].step())
+        )
+        assert wf.status.steps == 1001 and wf.status.waiting == 1 and wf.status.queued == 1000
+        async with running_worker(app, concurrency=20):
+            done = await wf.wait(timeout=60)
+    assert done.state == "succeeded"
+    merge = done.step("merge")
+    assert merge.attempt == 1
+    assert merge.result == [i * i for i in range(1000)]
+    assert done.steps[0].step == "scan[0]" and done.steps[999].step == "scan[999]"
+
+
+async def test_a_failed_parent_cancels_its_dependents_and_retrying_it_revives_them(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        wf = await app.enqueue_workflow(
+            chain(app.tasks["boom"].step(), app.tasks["merge"].step(), app.tasks["report"].step())
+        )
+        async with running_worker(app):
+            failed = await wf.wait(timeout=20)
+        assert failed.state == "failed"
+        assert [s.state for s in failed.steps] == ["failed", "cancelled", "cancelled"]
+        error = failed.step("merge").errors[-1]
+        assert error["type"] == "ParentFailed" and str(failed.steps[0].id) in error["message"]
+        # The report step was cancelled by merge's cancellation, in the same transaction.
+        assert failed.step("report").errors[-1]["parent"] == failed.step("merge").id
+
+        # Fix the input and retry the failed step: its dependents wait again, then run.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE pgq.jobs SET args = '{\"fail\": false}' WHERE id = %s", [failed.steps[0].id])
+        retried = await app.retry(failed.steps[0].id)
+        assert retried.state == "queued"
+        again = await app.get_workflow(wf.id)
+        assert [s.state for s in again.steps] == ["queued", "waiting", "waiting"]
+        async with running_worker(app):
+            done = await again.wait(timeout=20)
+    assert done.state == "succeeded" and done.result == "1 findings"
+
+
+async def test_run_anyway_runs_a_dependent_after_a_failed_parent(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        parent = await app.enqueue("boom")
+        child = await app.enqueue("merge", depends_on=[parent], on_parent_failure="run")
+        assert child.state == "waiting" and child.parents_left == 1
+        async with running_worker(app):
+            done = await app.wait(child.id, timeout=20)
+    assert done.state == "succeeded"
+    assert done.result == [None]
+
+
+async def test_depends_on_an_already_finished_parent_is_ready_at_once(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        parent = await app.enqueue("scan", {"n": 3})
+        async with running_worker(app):
+            await app.wait(parent.id, timeout=20)
+            child = await app.enqueue("merge", depends_on=[parent.id])
+            assert child.state == "queued" and child.parents_left == 0
+            done = await app.wait(child.id, timeout=20)
+        assert done.result == [9]
+        failed = await app.enqueue("boom")
+        async with running_worker(app):
+            await app.wait(failed.id, timeout=20)
+        late = await app.enqueue("merge", depends_on=[failed.id])
+    assert late.state == "cancelled" and late.errors[-1]["type"] == "ParentFailed"
+
+
+async def test_unknown_parents_are_refused_and_nothing_is_written(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        real = await app.enqueue("scan", {"n": 1})
+        before = count_rows(dsn)
+        with pytest.raises(pgq.UnknownParentError) as raised:
+            await app.enqueue("merge", depends_on=[real.id, 10**9, 10**9 + 1])
+        assert raised.value.missing == [10**9, 10**9 + 1]
+        assert "unknown parent jobs: 1000000000, 1000000001" in str(raised.value)
+        with pytest.raises(pgq.UnknownParentError):
+            await app.enqueue_workflow(app.tasks["merge"].step().with_options(depends_on=[10**9]))
+        assert count_rows(dsn) == before
+        assert count_rows(dsn, "has_dependents") == 0
+        assert await app.list_workflows() == []
+
+
+async def test_a_cycle_is_refused_naming_it_and_nothing_is_written(dsn: str) -> None:
+    app = make_app(dsn)
+    steps = [
+        {"name": "a", "task": "scan", "args": {"n": 1}, "after": ["c"]},
+        {"name": "b", "task": "scan", "args": {"n": 2}, "after": ["a"]},
+        {"name": "c", "task": "merge", "after": ["b"]},
+    ]
+    async with app:
+        with pytest.raises(ValueError, match=r"the steps form a cycle: (\w) -> \w -> \w -> \1"):
+            await app.enqueue_workflow(steps)
+        with pytest.raises(ValueError, match="waits for unknown steps"):
+            await app.enqueue_workflow([{"name": "a", "task": "scan", "args": {"n": 1}, "after": ["zz"]}])
+    assert count_rows(dsn) == 0
+
+
+async def test_cancelling_a_running_workflow_stops_running_steps_and_cancels_the_rest(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app, running_worker(app, heartbeat_interval=0.2):
+        wf = await app.enqueue_workflow(
+            chain(group(app.tasks["slow"].step(), app.tasks["slow"].step()), app.tasks["merge"].step())
+        )
+        for _ in range(200):
+            if (await wf.refresh()).status.running == 2:
+                break
+            await asyncio.sleep(0.05)
+        cancelled = await wf.cancel()
+        assert cancelled.step("merge").state == "cancelled"
+        done = await wf.wait(timeout=20)
+    assert done.state == "cancelled"
+    assert [s.state for s in done.steps] == ["cancelled", "cancelled", "cancelled"]
+
+
+async def test_retrying_a_cancelled_workflow_runs_it_in_order(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        wf = await app.enqueue_workflow(chain(app.tasks["scan"].step(n=2), app.tasks["merge"].step()))
+        cancelled = await wf.cancel()
+        assert cancelled.state == "cancelled"
+        retried = await cancelled.retry()
+        assert [s.state for s in retried.steps] == ["queued", "waiting"]
+        async with running_worker(app):
+            done = await retried.wait(timeout=20)
+    assert done.result == [4]
