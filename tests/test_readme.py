@@ -143,6 +143,7 @@ pytestmark = pytest.mark.anyio
 
 CHECKED = {"enqueue", "thumbnail-result", "cancel-finished", "invalid-fields", "health", "schedules"}
 CHECKED |= {"sql-enqueue-refused"}  # tests/test_sql_enqueue.py
+CHECKED |= {"pipeline"}  # tests/test_example_pipeline.py
 
 
 def test_every_output_the_readme_shows_is_checked_here() -> None:

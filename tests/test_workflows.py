@@ -5,12 +5,15 @@ refused with nothing written, and a cancelled workflow stops."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 import pgq
 from pgq import chain, group
+from pgq.worker.pruner import Pruner
 from tests.helpers import count_rows, running_worker
 
 pytestmark = pytest.mark.anyio
@@ -156,7 +159,7 @@ async def test_unknown_parents_are_refused_and_nothing_is_written(dsn: str) -> N
 
 async def test_a_cycle_is_refused_naming_it_and_nothing_is_written(dsn: str) -> None:
     app = make_app(dsn)
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"name": "a", "task": "scan", "args": {"n": 1}, "after": ["c"]},
         {"name": "b", "task": "scan", "args": {"n": 2}, "after": ["a"]},
         {"name": "c", "task": "merge", "after": ["b"]},
@@ -197,3 +200,38 @@ async def test_retrying_a_cancelled_workflow_runs_it_in_order(dsn: str) -> None:
         async with running_worker(app):
             done = await retried.wait(timeout=20)
     assert done.result == [4]
+
+
+async def test_pruning_keeps_parents_of_unfinished_jobs_and_removes_edges_and_empty_workflows(dsn: str) -> None:
+    app = make_app(dsn)
+    settings = pgq.Settings(retention_succeeded=60, retention_cancelled=60, retention_failed=60)
+    async with app:
+        parent = await app.enqueue("scan", {"n": 1})
+        child = await app.enqueue("merge", depends_on=[parent], on_parent_failure="run")
+        wf = await app.enqueue_workflow(chain(app.tasks["scan"].step(n=2), app.tasks["merge"].step()))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # Every job but the lone child finished an hour ago.
+        conn.execute(
+            "UPDATE pgq.jobs SET state = 'cancelled', finished_at = now() - interval '1 hour', "
+            "created_at = now() - interval '2 hours' WHERE id <> %s",
+            [child.id],
+        )
+        conn.execute("UPDATE pgq.workflows SET created_at = now() - interval '2 hours'")
+    async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+        report = await Pruner(pool, settings).run_once()
+        assert report.deleted["cancelled"] == 2  # the workflow's two steps; the parent stays
+        assert count_rows(dsn, f"id = {parent.id}") == 1
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM pgq.workflows").fetchone() == (0,)
+            assert conn.execute("SELECT job_id FROM pgq.job_parents").fetchall() == [(child.id,)]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE pgq.jobs SET state = 'cancelled', finished_at = now() - interval '1 hour' WHERE id = %s",
+                [child.id],
+            )
+        report = await Pruner(pool, settings).run_once()
+    assert report.deleted["cancelled"] == 2
+    assert count_rows(dsn) == 0
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pgq.job_parents").fetchone() == (0,)
+    assert wf.id > 0

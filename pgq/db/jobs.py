@@ -107,7 +107,8 @@ async def rescue_stale(conn: Conn, lease: dt.timedelta, limit: int) -> list[Resc
 async def prune_finished(conn: Conn, state: str, older_than: dt.timedelta, limit: int) -> int:
     """``job_prune_finished``: delete up to ``limit`` jobs in ``state``; how many."""
     cur = await conn.execute(QUERIES["job_prune_finished"], {"state": state, "older_than": older_than, "limit": limit})
-    return cur.rowcount
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def clear_old_results(conn: Conn, older_than: dt.timedelta, limit: int) -> int:

@@ -144,6 +144,11 @@ async def parents(conn: Conn, job_id: int) -> list[Parent]:
     ]
 
 
+async def prune_empty(conn: Conn, older_than: dt.timedelta) -> None:
+    """``workflow_prune_empty``: the pruner removes workflows whose steps are all gone."""
+    await conn.execute(QUERIES["workflow_prune_empty"], {"older_than": older_than})
+
+
 def _check_id(workflow_id: int) -> None:
     try:
         check_job_id(workflow_id)  # the same range: a bigint identity

@@ -301,7 +301,8 @@ WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND worker_id 
 
 -- name: job_prune_finished
 -- Delete up to %(limit)s jobs in one final state that finished before the cutoff:
--- oldest first along jobs_finished_at_idx, skipping rows someone else has locked.
+-- oldest first along jobs_finished_at_idx, skipping rows someone else has locked. The
+-- edges of pruned jobs go with them (only jobs with parents or dependents have any).
 WITH doomed AS (
     SELECT id FROM pgq.jobs
     WHERE finished_at < now() - %(older_than)s::interval AND state = %(state)s
@@ -312,8 +313,22 @@ WITH doomed AS (
     ORDER BY finished_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), pruned AS (
+    DELETE FROM pgq.jobs AS j USING doomed WHERE j.id = doomed.id
+    RETURNING j.id, j.workflow_id, j.parents_left IS NOT NULL AS has_parents, j.has_dependents
+), edges_to_parents AS (
+    DELETE FROM pgq.job_parents WHERE job_id IN (SELECT id FROM pruned WHERE has_parents)
+), edges_to_dependents AS (
+    DELETE FROM pgq.job_parents WHERE parent_id IN (SELECT id FROM pruned WHERE has_dependents)
 )
-DELETE FROM pgq.jobs AS j USING doomed WHERE j.id = doomed.id;
+SELECT count(*)::int AS pruned FROM pruned;
+
+-- name: workflow_prune_empty
+-- Delete workflows whose steps have all been pruned (older than the cutoff, so that a
+-- workflow being written is never taken for an empty one).
+DELETE FROM pgq.workflows AS w
+WHERE w.created_at < now() - %(older_than)s::interval
+  AND NOT EXISTS (SELECT FROM pgq.jobs AS j WHERE j.workflow_id = w.id);
 
 -- name: job_clear_old_results
 -- Drop the stored result of up to %(limit)s succeeded jobs older than the result TTL.

@@ -554,9 +554,12 @@ CREATE TABLE pgq.workflows (
 
 COMMENT ON TABLE pgq.workflows IS 'One row per workflow; its steps are the jobs with this workflow_id.';
 
+-- No foreign keys to pgq.jobs: their checks would cost every deleted job a lookup, and
+-- TRUNCATE pgq.jobs would need CASCADE. pgq.enqueue_dependent checks that the parents
+-- exist (and locks them), and job_prune_finished deletes a pruned job's edges.
 CREATE TABLE pgq.job_parents (
-    job_id            bigint  NOT NULL REFERENCES pgq.jobs (id) ON DELETE CASCADE,
-    parent_id         bigint  NOT NULL REFERENCES pgq.jobs (id) ON DELETE CASCADE,
+    job_id            bigint  NOT NULL,
+    parent_id         bigint  NOT NULL,
     position          integer NOT NULL,
     -- false: the job runs once this parent is final, whatever its outcome.
     cancel_on_failure boolean NOT NULL DEFAULT true,
@@ -690,7 +693,8 @@ COMMENT ON VIEW pgq.workflow_status IS 'Workflows with their steps counted by st
 -- that parents come first, which rules out cycles. Existing parents are locked (in id
 -- order) and marked has_dependents before their states are read, so a parent finishing
 -- meanwhile is either seen final here or settles the new job through the trigger.
--- Unknown parents raise foreign_key_violation naming them, and nothing is written.
+-- Unknown parents raise foreign_key_violation (SQLSTATE 23503, column depends_on)
+-- naming them, and nothing is written.
 CREATE FUNCTION pgq.enqueue_dependent(
     workflow_name text, steps jsonb,
     edge_step integer[], edge_parent_step integer[], edge_parent_id bigint[], edge_cancel boolean[]

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgq.db import jobs
+from pgq.db import jobs, workflows
 from pgq.settings import Settings
 
 log = logging.getLogger("pgq.pruner")
@@ -58,6 +58,9 @@ class Pruner:
                 if keep is not None:
                     older_than = dt.timedelta(seconds=keep)
                     deleted[state] = await _batches(functools.partial(jobs.prune_finished, conn, state, older_than))
+            if any(deleted.values()):
+                shortest = min(keep for keep in self.retention.values() if keep is not None)
+                await workflows.prune_empty(conn, dt.timedelta(seconds=shortest))
             cleared = 0
             if self.result_ttl is not None:
                 older_than = dt.timedelta(seconds=self.result_ttl)
