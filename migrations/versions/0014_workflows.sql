@@ -89,7 +89,7 @@ DECLARE
     was_final boolean := OLD.state IN ('succeeded', 'failed', 'cancelled');
     now_final boolean := NEW.state IN ('succeeded', 'failed', 'cancelled');
     broke boolean := NEW.state IN ('failed', 'cancelled');
-    ready_queues text[];
+    woken integer;
 BEGIN
     IF now_final AND NOT was_final THEN
         WITH settled AS (
@@ -111,9 +111,10 @@ BEGIN
             WHERE p.parent_id = NEW.id AND c.id = p.job_id
             RETURNING c.queue, c.state
         )
-        SELECT array_agg(DISTINCT queue) INTO ready_queues FROM settled WHERE state IN ('queued', 'scheduled');
-        -- Wake the workers of the queues that have a job ready now.
-        PERFORM pg_notify('pgq_jobs', q) FROM unnest(ready_queues) AS q;
+        -- Wake the workers of the queues that have a job ready now (one statement: this
+        -- runs once per finished parent; PostgreSQL folds repeated notifications).
+        SELECT count(*) INTO woken FROM settled
+        WHERE state IN ('queued', 'scheduled') AND pg_notify('pgq_jobs', queue) IS NULL;
     ELSIF was_final AND NOT now_final THEN
         -- Retried: the dependents count this parent again. Those it cancelled wait
         -- again, unless another parent they need is still failed or cancelled, and so do
