@@ -36,11 +36,11 @@ GRANT SELECT, UPDATE ON pgq.queues TO pgq_worker;
 -- Enqueueing from SQL (migration 0013): the same right as INSERT on pgq.jobs.
 GRANT EXECUTE ON FUNCTION pgq.enqueue(text, jsonb, text, bigint, timestamptz, interval, bigint, text)
     TO pgq_producer, pgq_worker;
--- Workflows (migration 0014): enqueueing a job that waits for others reserves ids, marks
--- its parents (has_dependents) and writes the edges; finishing a parent settles them.
+-- Bulk enqueue (enqueue_many's COPY) takes its ids from the sequence first.
 GRANT USAGE ON SEQUENCE pgq.jobs_id_seq TO pgq_producer, pgq_worker;
-GRANT UPDATE (has_dependents) ON pgq.jobs TO pgq_producer;
-GRANT SELECT, INSERT ON pgq.workflows, pgq.job_parents TO pgq_producer, pgq_worker;
+-- Workflows (migration 0014): pgq.enqueue_dependent writes steps and edges as the schema's
+-- owner; the worker settles dependents when it finishes a parent, and cancels workflows.
 GRANT SELECT ON pgq.workflows, pgq.job_parents, pgq.workflow_status TO pgq_reader, pgq_producer, pgq_worker;
+GRANT DELETE ON pgq.workflows, pgq.job_parents TO pgq_worker;
 GRANT EXECUTE ON FUNCTION pgq.enqueue_dependent(text, jsonb, integer[], integer[], bigint[], boolean[])
     TO pgq_producer, pgq_worker;

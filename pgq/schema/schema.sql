@@ -700,7 +700,12 @@ CREATE FUNCTION pgq.enqueue_dependent(
     workflow_name text, steps jsonb,
     edge_step integer[], edge_parent_step integer[], edge_parent_id bigint[], edge_cancel boolean[]
 ) RETURNS SETOF pgq.jobs
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+-- As the schema's owner: a producer may call it (EXECUTE is granted to pgq_producer and
+-- pgq_worker only) without the right to update jobs, which marking the parents and
+-- cancelling a step whose parent already failed take. Every name in it is qualified.
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     wf bigint;
     ids bigint[];

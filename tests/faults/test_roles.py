@@ -80,3 +80,27 @@ def test_worker_can_claim_and_maintain_but_not_run_ddl(dsn: str, as_role: object
     assert _denied(conn, "DROP TABLE pgq.jobs")
     assert _denied(conn, "ALTER TABLE pgq.jobs ADD COLUMN x int")
     assert _denied(conn, "TRUNCATE pgq.jobs")
+
+
+def test_producer_can_enqueue_workflows_and_the_worker_can_settle_them(dsn: str, as_role: object) -> None:
+    producer = as_role("pgq_producer")  # type: ignore[operator]
+    app = pgq.App(dsn)
+    parent = app.enqueue_sync("noop", conn=producer)
+    child = app.enqueue_sync("noop", depends_on=[parent], conn=producer)
+    flow = app.enqueue_workflow_sync(pgq.chain(pgq.Step("noop"), pgq.Step("noop", name="after")), conn=producer)
+    assert child.state == "waiting" and [s.state for s in flow.steps] == ["queued", "waiting"]
+    assert len(app.enqueue_many_sync([{"task": "noop"}] * 3, conn=producer)) == 3  # COPY takes ids first
+    # The producer may mark parents, but change nothing else about a job.
+    assert _denied(producer, "UPDATE pgq.jobs SET state = 'queued'")
+    worker = as_role("pgq_worker")  # type: ignore[operator]
+    claimed = worker.execute(QUERIES["job_claim"], {"queues": ["default"], "limit": 9, "worker_id": "w"}).fetchall()
+    assert len(claimed) == 5
+    for job_id in (parent.id, flow.steps[0].id):
+        assert worker.execute(QUERIES["job_record_outcomes"], success_params(job_id, 1, "w")).fetchone() == (
+            job_id,
+            "succeeded",
+        )
+    assert app.get_job_sync(child.id).state == "queued"
+    assert app.get_job_sync(flow.steps[1].id).state == "queued"
+    assert worker.execute("SELECT count(*) FROM pgq.job_parents").fetchone() == (2,)
+    app.close_sync()
