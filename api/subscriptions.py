@@ -142,9 +142,9 @@ class EventFilter:
         )
 
     def matches_bulk_insert(self, queue: str) -> bool:
-        """A bulk insert names only its queue; its jobs are queued or scheduled."""
+        """A bulk insert names only its queue; its jobs are queued, scheduled or waiting."""
         return (self.queues is None or queue in self.queues) and (
-            self.states is None or not self.states.isdisjoint({"queued", "scheduled"})
+            self.states is None or not self.states.isdisjoint({"queued", "scheduled", "waiting"})
         )
 
 
