@@ -17,7 +17,7 @@ import psycopg
 from pgq import waiting
 from pgq._json import row_as_json
 from pgq._queries import QUERIES
-from pgq.canvas import Node, PlannedStep, plan, plan_description
+from pgq.canvas import Node, plan, plan_description
 from pgq.db import workflows
 from pgq.db.driver import Op
 from pgq.db.workflows import GraphStep, WorkflowStatus
@@ -96,8 +96,13 @@ class Workflow:
         return {**row_as_json(self.status), "steps": [job.to_dict() for job in self.steps]}
 
 
-def _graph(planned: list[PlannedStep], validate: Any) -> list[GraphStep]:
-    return [GraphStep(validate(p.spec), p.name, p.parents) for p in planned]
+def _enqueue(steps: list[GraphStep], name: str) -> Op[tuple[WorkflowStatus, list[Job]]]:
+    """Write the workflow, then read it back on the same connection (a caller's
+    transaction sees its own uncommitted workflow)."""
+    jobs = yield from workflows.enqueue(steps, name)
+    workflow_id = jobs[0].workflow_id
+    assert workflow_id is not None
+    return (yield from workflows.get(workflow_id))
 
 
 def _pending_step(workflow_id: int) -> Op[tuple[WorkflowStatus, int | None]]:
@@ -115,9 +120,11 @@ def _pending_step(workflow_id: int) -> Op[tuple[WorkflowStatus, int | None]]:
 class Workflows(Producer):
     """The App's workflow methods (``App`` inherits them)."""
 
-    def _plan(self, workflow: Node | list[dict[str, Any]]) -> list[GraphStep]:
+    def _plan(self, workflow: Node | list[dict[str, Any]], name: str | None) -> Op[tuple[WorkflowStatus, list[Job]]]:
+        """Plan and check every step before anything is written."""
         planned = plan_description(workflow) if isinstance(workflow, list) else plan(workflow)
-        return _graph(planned, lambda spec: self._validate(spec))
+        steps = [GraphStep(self._validate(p.spec), p.name, p.parents) for p in planned]
+        return _enqueue(steps, _name(name, steps))
 
     async def enqueue_workflow(
         self,
@@ -130,9 +137,8 @@ class Workflows(Producer):
         database); steps without parents are ready at once. ``workflow`` is a chain, a
         group or a step (``pgq.canvas``), or the JSON description ``POST /workflows``
         takes. ``name`` defaults to the first step's task."""
-        steps = self._plan(workflow)
-        jobs = await self.run(workflows.enqueue(steps, _name(name, steps)), conn)
-        return await self.get_workflow(_workflow_id(jobs))
+        status, steps = await self.run(self._plan(workflow, name), conn)
+        return Workflow(status, tuple(steps), self)
 
     def enqueue_workflow_sync(
         self,
@@ -141,9 +147,8 @@ class Workflows(Producer):
         name: str | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> Workflow:
-        steps = self._plan(workflow)
-        jobs = self.run_sync(workflows.enqueue(steps, _name(name, steps)), conn)
-        return self.get_workflow_sync(_workflow_id(jobs))
+        status, steps = self.run_sync(self._plan(workflow, name), conn)
+        return Workflow(status, tuple(steps), self)
 
     async def get_workflow(self, workflow_id: int) -> Workflow:
         """The workflow, its counts and its steps; WorkflowNotFoundError if there is none."""
@@ -213,12 +218,6 @@ def _name(name: str | None, steps: list[GraphStep]) -> str:
     if not isinstance(chosen, str) or not 1 <= len(chosen) <= 200:
         raise ValueError(f"a workflow name is a string of 1-200 characters, got {chosen!r}")
     return chosen
-
-
-def _workflow_id(jobs: list[Job]) -> int:
-    workflow_id = jobs[0].workflow_id
-    assert workflow_id is not None
-    return workflow_id
 
 
 __all__ = ["WORKFLOW_STATES", "Workflow", "WorkflowStatus", "WorkflowWaitTimeoutError", "Workflows"]

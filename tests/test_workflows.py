@@ -235,3 +235,15 @@ async def test_pruning_keeps_parents_of_unfinished_jobs_and_removes_edges_and_em
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pgq.job_parents").fetchone() == (0,)
     assert wf.id > 0
+
+
+async def test_a_workflow_enqueued_in_a_rolled_back_transaction_leaves_nothing(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app, await psycopg.AsyncConnection.connect(dsn) as conn:
+        async with conn.transaction(force_rollback=True):
+            wf = await app.enqueue_workflow(chain(app.tasks["scan"].step(n=1), app.tasks["merge"].step()), conn=conn)
+            assert [s.state for s in wf.steps] == ["queued", "waiting"]  # read in the same transaction
+        async with conn.transaction():
+            kept = await app.enqueue_workflow(app.tasks["scan"].step(n=2), conn=conn, name="kept")
+        assert [w.name for w in await app.list_workflows()] == ["kept"]
+    assert count_rows(dsn) == 1 and kept.result is None
