@@ -16,7 +16,6 @@ import psycopg
 
 from pgq import waiting
 from pgq._json import row_as_json
-from pgq._queries import QUERIES
 from pgq.canvas import Node, plan, plan_description
 from pgq.db import workflows
 from pgq.db.driver import Op
@@ -96,27 +95,6 @@ class Workflow:
         return {**row_as_json(self.status), "steps": [job.to_dict() for job in self.steps]}
 
 
-def _enqueue(steps: list[GraphStep], name: str) -> Op[tuple[WorkflowStatus, list[Job]]]:
-    """Write the workflow, then read it back on the same connection (a caller's
-    transaction sees its own uncommitted workflow)."""
-    jobs = yield from workflows.enqueue(steps, name)
-    workflow_id = jobs[0].workflow_id
-    assert workflow_id is not None
-    return (yield from workflows.get(workflow_id))
-
-
-def _pending_step(workflow_id: int) -> Op[tuple[WorkflowStatus, int | None]]:
-    """The workflow's status and, while it runs, the last step that is not final."""
-    rows = yield QUERIES["workflow_get"], {"id": workflow_id}
-    if not rows:
-        yield from workflows.get(workflow_id)  # raises WorkflowNotFoundError
-    status = WorkflowStatus(**rows[0])
-    if status.state != "running":
-        return status, None
-    pending = yield QUERIES["workflow_pending_step"], {"id": workflow_id}
-    return status, pending[0]["id"] if pending else None
-
-
 class Workflows(Producer):
     """The App's workflow methods (``App`` inherits them)."""
 
@@ -124,7 +102,7 @@ class Workflows(Producer):
         """Plan and check every step before anything is written."""
         planned = plan_description(workflow) if isinstance(workflow, list) else plan(workflow)
         steps = [GraphStep(self._validate(p.spec), p.name, p.parents) for p in planned]
-        return _enqueue(steps, _name(name, steps))
+        return workflows.enqueue_and_read(steps, _name(name, steps))
 
     async def enqueue_workflow(
         self,
@@ -189,7 +167,7 @@ class Workflows(Producer):
         it waits for one unfinished step at a time, the last first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            _, pending = await self.run(_pending_step(workflow_id))
+            _, pending = await self.run(workflows.pending_step(workflow_id))
             if pending is None:
                 return await self.get_workflow(workflow_id)
             try:
@@ -200,7 +178,7 @@ class Workflows(Producer):
     def wait_workflow_sync(self, workflow_id: int, *, timeout: float | None = None) -> Workflow:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            _, pending = self.run_sync(_pending_step(workflow_id))
+            _, pending = self.run_sync(workflows.pending_step(workflow_id))
             if pending is None:
                 return self.get_workflow_sync(workflow_id)
             try:

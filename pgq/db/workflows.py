@@ -114,6 +114,28 @@ def get(workflow_id: int) -> Op[tuple[WorkflowStatus, list[Job]]]:
     return WorkflowStatus(**rows[0]), [from_row(row) for row in steps]
 
 
+def enqueue_and_read(steps: Sequence[GraphStep], name: str) -> Op[tuple[WorkflowStatus, list[Job]]]:
+    """Write the workflow, then read it back on the same connection (a caller's
+    transaction sees its own uncommitted workflow)."""
+    jobs = yield from enqueue(steps, name)
+    workflow_id = jobs[0].workflow_id
+    assert workflow_id is not None
+    return (yield from get(workflow_id))
+
+
+def pending_step(workflow_id: int) -> Op[tuple[WorkflowStatus, int | None]]:
+    """``workflow_get`` and, while it runs, ``workflow_pending_step``: the last step not
+    final (what ``wait_workflow`` waits for next)."""
+    rows = yield QUERIES["workflow_get"], {"id": workflow_id}
+    if not rows:
+        yield from get(workflow_id)  # raises WorkflowNotFoundError
+    status = WorkflowStatus(**rows[0])
+    if status.state != "running":
+        return status, None
+    pending = yield QUERIES["workflow_pending_step"], {"id": workflow_id}
+    return status, pending[0]["id"] if pending else None
+
+
 def list_workflows(limit: int = 50, before_id: int | None = None) -> Op[list[WorkflowStatus]]:
     """``workflow_list``: newest first, one page."""
     rows = yield QUERIES["workflow_list"], {"limit": limit, "before_id": before_id}
