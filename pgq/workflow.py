@@ -19,7 +19,7 @@ from pgq._json import row_as_json
 from pgq.canvas import Node, plan, plan_description
 from pgq.db import workflows
 from pgq.db.driver import Op
-from pgq.db.workflows import GraphStep, WorkflowStatus
+from pgq.db.workflows import GraphStep, WorkflowRead, WorkflowStatus
 from pgq.errors import PgqError, WaitTimeoutError
 from pgq.job import Job
 from pgq.producer import Producer
@@ -43,6 +43,12 @@ class Workflow:
     status: WorkflowStatus
     steps: tuple[Job, ...]
     app: Workflows = dataclasses.field(repr=False, compare=False)
+    ends: frozenset[int] = frozenset()
+    """Ids of the steps no other step waits for."""
+
+    @classmethod
+    def of(cls, read: WorkflowRead, app: Workflows) -> Workflow:
+        return cls(read.status, tuple(read.steps), app, read.ends)
 
     @property
     def id(self) -> int:
@@ -72,7 +78,7 @@ class Workflow:
     def result(self) -> Any:
         """The result of the step that ends the workflow (no step waits for it), or the
         list of them, in step order, when several do (a workflow ending in a group)."""
-        ends = [job.result for job in self.steps if not job.has_dependents]
+        ends = [job.result for job in self.steps if job.id in self.ends]
         return ends[0] if len(ends) == 1 else ends
 
     async def wait(self, timeout: float | None = None) -> Workflow:  # noqa: ASYNC109 (mirrors wait_sync)
@@ -98,7 +104,7 @@ class Workflow:
 class Workflows(Producer):
     """The App's workflow methods (``App`` inherits them)."""
 
-    def _plan(self, workflow: Node | list[dict[str, Any]], name: str | None) -> Op[tuple[WorkflowStatus, list[Job]]]:
+    def _plan(self, workflow: Node | list[dict[str, Any]], name: str | None) -> Op[WorkflowRead]:
         """Plan and check every step before anything is written."""
         planned = plan_description(workflow) if isinstance(workflow, list) else plan(workflow)
         steps = [GraphStep(self._validate(p.spec), p.name, p.parents) for p in planned]
@@ -115,8 +121,7 @@ class Workflows(Producer):
         database); steps without parents are ready at once. ``workflow`` is a chain, a
         group or a step (``pgq.canvas``), or the JSON description ``POST /workflows``
         takes. ``name`` defaults to the first step's task."""
-        status, steps = await self.run(self._plan(workflow, name), conn)
-        return Workflow(status, tuple(steps), self)
+        return Workflow.of(await self.run(self._plan(workflow, name), conn), self)
 
     def enqueue_workflow_sync(
         self,
@@ -125,17 +130,14 @@ class Workflows(Producer):
         name: str | None = None,
         conn: psycopg.Connection[Any] | None = None,
     ) -> Workflow:
-        status, steps = self.run_sync(self._plan(workflow, name), conn)
-        return Workflow(status, tuple(steps), self)
+        return Workflow.of(self.run_sync(self._plan(workflow, name), conn), self)
 
     async def get_workflow(self, workflow_id: int) -> Workflow:
         """The workflow, its counts and its steps; WorkflowNotFoundError if there is none."""
-        status, steps = await self.run(workflows.get(workflow_id))
-        return Workflow(status, tuple(steps), self)
+        return Workflow.of(await self.run(workflows.get(workflow_id)), self)
 
     def get_workflow_sync(self, workflow_id: int) -> Workflow:
-        status, steps = self.run_sync(workflows.get(workflow_id))
-        return Workflow(status, tuple(steps), self)
+        return Workflow.of(self.run_sync(workflows.get(workflow_id)), self)
 
     async def list_workflows(self, *, limit: int = 50, before_id: int | None = None) -> list[WorkflowStatus]:
         """Newest first, with their counts (no steps); ``before_id`` for the next page."""

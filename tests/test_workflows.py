@@ -63,9 +63,14 @@ async def test_a_chain_of_three_passes_results_along(dsn: str) -> None:
         )
         assert [s.step for s in wf.steps] == ["fetch", "merge", "report"]
         assert [s.state for s in wf.steps] == ["queued", "waiting", "waiting"]
+        # A job outside the workflow that waits for its last step does not change what
+        # ends the workflow.
+        follower = await app.enqueue("merge", depends_on=[wf.step("report")])
         done = await wf.wait(timeout=20)
+        assert (await app.wait(follower.id, timeout=20)).result == ["1 findings"]
     assert done.state == "succeeded"
     assert done.step("merge").result == [{"url": "https://a.example", "size": 17}]
+    assert done.step("report").has_dependents
     assert done.result == "1 findings"
 
 

@@ -104,17 +104,27 @@ def enqueue(steps: Sequence[GraphStep], workflow_name: str | None = None) -> Op[
     return [from_row(row) for row in rows]
 
 
-def get(workflow_id: int) -> Op[tuple[WorkflowStatus, list[Job]]]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkflowRead:
+    """A workflow's status, its steps in order, and the ids of the steps that end it."""
+
+    status: WorkflowStatus
+    steps: list[Job]
+    ends: frozenset[int]
+
+
+def get(workflow_id: int) -> Op[WorkflowRead]:
     """``workflow_get`` and ``workflow_steps_list``; WorkflowNotFoundError if there is none."""
     _check_id(workflow_id)
     rows = yield QUERIES["workflow_get"], {"id": workflow_id}
     if not rows:
         raise WorkflowNotFoundError(f"no workflow with id {workflow_id}")
     steps = yield QUERIES["workflow_steps_list"], {"id": workflow_id}
-    return WorkflowStatus(**rows[0]), [from_row(row) for row in steps]
+    ends = frozenset(row["id"] for row in steps if row["ends_workflow"])
+    return WorkflowRead(WorkflowStatus(**rows[0]), [from_row(row) for row in steps], ends)
 
 
-def enqueue_and_read(steps: Sequence[GraphStep], name: str) -> Op[tuple[WorkflowStatus, list[Job]]]:
+def enqueue_and_read(steps: Sequence[GraphStep], name: str) -> Op[WorkflowRead]:
     """Write the workflow, then read it back on the same connection (a caller's
     transaction sees its own uncommitted workflow)."""
     jobs = yield from enqueue(steps, name)

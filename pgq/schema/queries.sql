@@ -726,8 +726,12 @@ ORDER BY p.position;
 SELECT * FROM pgq.workflow_status WHERE id = %(id)s;
 
 -- name: workflow_steps_list
--- A workflow's steps in the order they were given (their ids ascend with it).
-SELECT * FROM pgq.jobs WHERE workflow_id = %(id)s ORDER BY id;
+-- A workflow's steps in the order they were given (their ids ascend with it), and
+-- whether each ends it: no other step of the workflow waits for it.
+SELECT j.*, NOT j.has_dependents OR NOT EXISTS (
+           SELECT FROM pgq.job_parents AS p JOIN pgq.jobs AS c ON c.id = p.job_id
+           WHERE p.parent_id = j.id AND c.workflow_id = j.workflow_id) AS ends_workflow
+FROM pgq.jobs AS j WHERE j.workflow_id = %(id)s ORDER BY j.id;
 
 -- name: workflow_pending_step
 -- The last step of a workflow that is not final (what wait_workflow waits for next).
