@@ -78,8 +78,8 @@ def main() -> None:
     for r in range(options.rounds):
         for revision in ("0013", "head") if r % 2 == 0 else ("head", "0013"):
             runs[revision].append(_run(server, revision, options.jobs, options.batch))
-            cpu, wall = runs[revision][-1]
-            print(f"round {r + 1} {revision}: {cpu * 1e6:.1f} us server CPU, {wall * 1e6:.1f} us wall per job")
+            used, took = runs[revision][-1]
+            print(f"round {r + 1} {revision}: {used * 1e6:.1f} us server CPU, {took * 1e6:.1f} us wall per job")
     cpu = {k: statistics.median(c for c, _ in v) for k, v in runs.items()}
     wall = {k: statistics.median(w for _, w in v) for k, v in runs.items()}
     print(f"\nmedians of {options.rounds}, {options.jobs:,} jobs, claim and record {options.batch} at a time")
