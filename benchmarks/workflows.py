@@ -9,8 +9,9 @@ processes of the bench app (no-op tasks) at --concurrency:
 - fan-in: the same jobs as one workflow, ``chain(group(10,000 steps), callback)``: every
   job is a parent of the callback, so each completion also counts down the callback's
   row (the jobs_settle_dependents trigger) — the most contended join there is;
-- joins: --joins workflows of --parents parents and a callback each, for a distribution
-  of join latencies.
+- joins: --joins workflows of --parents parents and a callback each, one at a time (each
+  waited for before the next), for the distribution of join latencies on a worker that
+  is not busy with other jobs.
 
 Reported: the drain rate of plain and fan-in (first start to last finish of the --jobs
 jobs, database clock) and their ratio, the time to enqueue each, and the join latency:
@@ -65,9 +66,7 @@ async def _measure(server: str, kind: str, jobs: int, options: Any) -> dict[str,
                 total = jobs + 1
                 await app.enqueue_workflow(_fan_in(jobs), name="fan-in")
             else:
-                total = options.joins * (options.parents + 1)
-                for _ in range(options.joins):
-                    await app.enqueue_workflow(_fan_in(options.parents), name="join")
+                return await _sequential_joins(app, dsn, options)
             enqueued = time.perf_counter() - start
         with worker_processes(dsn, options.workers, options.concurrency) as procs:
             await wait_finished(dsn, total, procs)
@@ -75,6 +74,19 @@ async def _measure(server: str, kind: str, jobs: int, options: Any) -> dict[str,
             drain = (await (await conn.execute(PARENTS_DRAIN)).fetchone() or [0.0])[0]
             latencies = [row[0] for row in await (await conn.execute(JOIN_LATENCY)).fetchall()]
     return {"enqueue_s": enqueued, "drain_s": drain, "latencies_ms": latencies}
+
+
+async def _sequential_joins(app: App, dsn: str, options: Any) -> dict[str, Any]:
+    """One small fan-in at a time, each waited for: the join latency of an idle worker,
+    not the time a ready callback queues behind other work."""
+    with worker_processes(dsn, options.workers, options.concurrency) as procs:
+        await wait_finished(dsn, 0, procs)
+        for _ in range(options.joins):
+            workflow = await app.enqueue_workflow(_fan_in(options.parents), name="join")
+            await workflow.wait(timeout=60)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        latencies = [row[0] for row in await (await conn.execute(JOIN_LATENCY)).fetchall()]
+    return {"enqueue_s": 0.0, "drain_s": 0.0, "latencies_ms": latencies}
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -89,7 +101,7 @@ async def main() -> None:
         rounds=3,
         workers=1,
         concurrency=10,
-        joins=(200, "small workflows for the join-latency distribution"),
+        joins=(100, "small workflows, one at a time, for the join-latency distribution"),
         parents=(10, "parents per small workflow"),
     )
     server = server_dsn()
@@ -98,7 +110,7 @@ async def main() -> None:
         order = ["plain", "fan_in"] if r % 2 == 0 else ["fan_in", "plain"]
         for kind in [*order, "joins"]:
             runs[kind].append(await _measure(server, kind, options.jobs, options))
-            print(f"round {r + 1} {kind}: {runs[kind][-1]['drain_s']:.2f} s drain", flush=True)
+            print(f"round {r + 1} {kind} done", flush=True)
     rate = {k: statistics.median(options.jobs / run["drain_s"] for run in runs[k]) for k in ("plain", "fan_in")}
     enqueue = {k: statistics.median(run["enqueue_s"] for run in runs[k]) for k in ("plain", "fan_in")}
     print(f"\n{options.jobs:,} jobs, {options.workers} worker(s) x {options.concurrency}, medians of {options.rounds}")
