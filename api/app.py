@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from pgq.api import jobs, live, openapi, queues, status, ui, watch
+from pgq.api import jobs, live, openapi, queues, status, ui, watch, workflows
 from pgq.api.auth import Auth
 from pgq.api.config import ApiSettings
 from pgq.api.errors import EXCEPTION_HANDLERS, catch_unexpected
@@ -74,6 +74,7 @@ def create_app(
     app = Starlette(
         routes=[
             *jobs.routes(queue, reads, auth, config.max_body_bytes),
+            *workflows.routes(queue, reads, auth, config.max_body_bytes),
             *watch.routes(queue, events, auth, stall_seconds=stall_seconds),
             *live.routes(events, auth, stall_seconds=stall_seconds),
             *status.routes(queue, reads, auth),

@@ -11,12 +11,15 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+import pgq
 from pgq.api.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_JOB_ID = 2**63 - 1
-_FIELD_WORDS = ("task", "queue", "priority", "delay", "run_at", "max_attempts", "idempotency_key")
+_FIELD_WORDS = (
+    "task", "queue", "priority", "delay", "run_at", "max_attempts", "idempotency_key", "depends_on", "on_parent_failure"
+)  # fmt: skip
 
 
 def _is_json(content_type: str) -> bool:
@@ -71,6 +74,17 @@ def library_refused(exc: ValueError | TypeError) -> ApiError:
     return ApiError(422, f"invalid body: {field}: {message}", details={"fields": fields})
 
 
+def unknown_parents(exc: pgq.UnknownParentError) -> ApiError:
+    """422 naming the parent ids that are no job (nothing was written): ``details.missing``."""
+    fields = [{"field": "depends_on", "message": str(exc), "type": "unknown_parents"}]
+    return ApiError(
+        422,
+        f"invalid body: depends_on: {exc}",
+        code="unknown_parents",
+        details={"fields": fields, "missing": exc.missing},
+    )
+
+
 def read_query(request: Request, model: type[M]) -> M:
     """Query parameters through ``model``; unknown parameters are rejected."""
     try:
@@ -79,10 +93,10 @@ def read_query(request: Request, model: type[M]) -> M:
         raise invalid(exc, "query") from None
 
 
-def job_id(request: Request) -> int:
+def job_id(request: Request, what: str = "job") -> int:
     """The {id} path parameter. Anything that is not an id a bigint can hold names no
-    job: 404, decided before int() (which refuses numbers of more than 4300 digits)."""
+    job (or workflow): 404, decided before int() (which refuses numbers of more than 4300 digits)."""
     raw: str = request.path_params["id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_JOB_ID)) or int(raw) > MAX_JOB_ID:
-        raise ApiError(404, f"no job with id {raw[:40]!r}" + ("..." if len(raw) > 40 else ""))
+        raise ApiError(404, f"no {what} with id {raw[:40]!r}" + ("..." if len(raw) > 40 else ""))
     return int(raw)

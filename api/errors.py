@@ -77,7 +77,8 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(exc.status_code, message, headers=exc.headers))
 
 
-async def on_job_not_found(request: Request, exc: Exception) -> Response:
+async def on_not_found(request: Request, exc: Exception) -> Response:
+    """No job, or no workflow, with this id."""
     return error_response(ApiError(404, str(exc)))
 
 
@@ -128,7 +129,8 @@ def catch_unexpected(app: ASGIApp) -> ASGIApp:
 EXCEPTION_HANDLERS = {
     ApiError: on_api_error,
     HTTPException: on_http_exception,
-    pgq.JobNotFoundError: on_job_not_found,
+    pgq.JobNotFoundError: on_not_found,
+    pgq.WorkflowNotFoundError: on_not_found,
     pgq.JobStateError: on_job_state,
     pgq.DatabaseUnavailableError: on_database_unavailable,
     pgq.SchemaNotMigratedError: on_database_unavailable,

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 import pgq
 from pgq.api.auth import Auth, Scope
-from pgq.api.body import MAX_JOB_ID, job_id, library_refused, read_json, read_query
+from pgq.api.body import MAX_JOB_ID, job_id, library_refused, read_json, read_query, unknown_parents
 from pgq.api.reads import Reads
 from pgq.api.schemas import EnqueueRequest, ListQuery
 
@@ -38,6 +38,8 @@ def routes(queue: pgq.App, reads: Reads, auth: Auth, max_body_bytes: int) -> lis
         spec = pgq.JobSpec(**body.model_dump())
         try:
             job, created = await queue.enqueue_spec(spec)
+        except pgq.UnknownParentError as exc:
+            raise unknown_parents(exc) from None
         except (ValueError, TypeError) as exc:  # the library's own checks (JSON args, run_at with delay, ...)
             raise library_refused(exc) from None
         return await written(JSONResponse(job.to_dict(), status_code=201 if created else 200))

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from pgq.api import schemas
+from pgq.api import schemas, workflow_schemas
 
 _REF = "#/components/schemas/{model}"
 
@@ -29,6 +29,9 @@ _MODELS: list[type[BaseModel]] = [
     schemas.UnavailableOut,
     schemas.StateEventOut,
     schemas.ProgressEventOut,
+    workflow_schemas.WorkflowRequest,
+    workflow_schemas.WorkflowOut,
+    workflow_schemas.WorkflowPage,
 ]
 
 
@@ -101,6 +104,8 @@ def _op(summary: str, responses: dict[str, Any], *, write: bool = False, **extra
 
 
 def document() -> dict[str, Any]:
+    from pgq.api import openapi_workflows  # its paths are built with this module's helpers
+
     _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
     job = _json(schemas.JobOut, "The job.")
     not_found = _error("No job with this id.")
@@ -194,6 +199,7 @@ def document() -> dict[str, Any]:
                 parameters=_multi_query(schemas.EventsQuery),
             )
         },
+        **openapi_workflows.paths(),
         "/queues": {
             "get": _op("Per-queue statistics", {"200": _json(schemas.QueueList, "Every queue with jobs or paused.")})
         },
@@ -253,7 +259,7 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "pgq",
             "version": "1",
-            "description": "The jobs in pgq.jobs, read and written.",
+            "description": "The jobs in pgq.jobs and the workflows in pgq.workflows, read and written.",
         },
         "paths": paths,
         "components": {

@@ -23,7 +23,7 @@ from pydantic import (
 
 from pgq.job import Job, JobState
 from pgq.monitoring import WorkerInfo
-from pgq.spec import MAX_DELAY, RUN_AT_FIRST_YEAR, RUN_AT_LAST_YEAR, check_run_at
+from pgq.spec import MAX_DELAY, MAX_JOB_ID, RUN_AT_FIRST_YEAR, RUN_AT_LAST_YEAR, check_run_at
 from pgq.task import QUEUE_NAME, TASK_NAME
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 MAX_DELAY_SECONDS = MAX_DELAY.total_seconds()
 MAX_WAIT_SECONDS = 300.0
+MAX_DEPENDS_ON = 10_000
+"""Parents one job may name over HTTP (the library takes more)."""
 
 TaskName = Annotated[str, Field(pattern=TASK_NAME.pattern, description="A task name a worker registers.")]
 QueueName = Annotated[str, Field(pattern=QUEUE_NAME.pattern)]
@@ -69,20 +71,36 @@ RUN_AT_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[
 """The accepted years, 1970 to 9998, as the start of an ISO 8601 string."""
 
 
-class EnqueueRequest(BaseModel):
-    """POST /jobs: what ``app.enqueue`` takes. Unknown fields are rejected."""
+_DELAY_XOR_RUN_AT: dict[str, Any] = {
+    "not": {"required": ["delay", "run_at"], "properties": {"delay": {"type": "number"}, "run_at": {"type": "string"}}}
+}
+_KEY_XOR_PARENTS: dict[str, Any] = {
+    "not": {
+        "required": ["depends_on", "idempotency_key"],
+        "properties": {"depends_on": {"type": "array", "minItems": 1}, "idempotency_key": {"type": "string"}},
+    }
+}
+"""delay and run_at are alternatives (both given, not null, is refused); so are depends_on and idempotency_key."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        # delay and run_at are alternatives: both given (not null) is refused.
-        json_schema_extra={
-            "not": {
-                "required": ["delay", "run_at"],
-                "properties": {"delay": {"type": "number"}, "run_at": {"type": "string"}},
-            }
-        },
-    )
+JobId = Annotated[int, Field(ge=1, le=MAX_JOB_ID), BeforeValidator(_integral)]
+DependsOn = Annotated[
+    list[JobId],
+    Field(
+        max_length=MAX_DEPENDS_ON,
+        description="Ids of existing jobs this one waits for: it runs once every one of them is final "
+        "(see on_parent_failure). Unknown ids are refused (422, details.missing) and nothing is written.",
+    ),
+]
+ParentFailure = Annotated[
+    Literal["cancel", "run"] | None,
+    Field(description="When a parent fails or is cancelled: 'cancel' this job too (default), or 'run' it anyway."),
+]
+
+
+class JobFields(BaseModel):
+    """What a job of POST /jobs and a step of POST /workflows have in common."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_DELAY_XOR_RUN_AT)
 
     task: TaskName
     args: Annotated[dict[str, Any], WithJsonSchema(ARGS_SCHEMA)] = Field(
@@ -108,11 +126,22 @@ class EnqueueRequest(BaseModel):
     max_attempts: Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_integral)] | None = Field(
         default=None, description="Default 5."
     )
+
+
+class EnqueueRequest(JobFields):
+    """POST /jobs: what ``app.enqueue`` takes. Unknown fields are rejected."""
+
+    model_config = ConfigDict(json_schema_extra={"allOf": [_DELAY_XOR_RUN_AT, _KEY_XOR_PARENTS]})
+
     idempotency_key: (
         Annotated[str, Field(min_length=1, max_length=255, json_schema_extra={"pattern": NO_NUL})] | None
     ) = Field(
-        default=None, description="While a job with this key is not final, the same request returns that job (200)."
+        default=None,
+        description="While a job with this key is not final, the same request returns that job (200). "
+        "Not with depends_on.",
     )
+    depends_on: DependsOn = Field(default_factory=list)
+    on_parent_failure: ParentFailure = None
 
 
 class ListQuery(BaseModel):
