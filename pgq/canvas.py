@@ -13,12 +13,18 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, Union, Unpack
+from typing import Any, TypeGuard, Union, Unpack
 
+from pgq import _json
 from pgq.spec import EnqueueOptions, JobSpec, reject_unknown
 
 MAX_STEPS = 100_000
 """Steps per workflow: each is a job, written in one transaction."""
+
+
+def is_name(name: object) -> TypeGuard[str]:
+    """A step's or a workflow's name: 1-200 characters Postgres text can hold."""
+    return isinstance(name, str) and 1 <= len(name) <= 200 and "\x00" not in name and _json.utf8_encodable(name)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,8 +44,8 @@ class Step:
         reject_unknown(self.options, EnqueueOptions, "step options")
         if "idempotency_key" in self.options:
             raise ValueError("a workflow step cannot have an idempotency_key")
-        if self.name is not None and not (isinstance(self.name, str) and 1 <= len(self.name) <= 200):
-            raise ValueError(f"a step name is a string of 1-200 characters, got {self.name!r}")
+        if self.name is not None and not is_name(self.name):
+            raise ValueError(f"a step name is a string of 1-200 characters without NUL, got {self.name!r}")
 
     def named(self, name: str) -> Step:
         """This step under another name."""
@@ -163,8 +169,8 @@ def plan_description(steps: object) -> list[PlannedStep]:
         if unknown := set(raw) - _STEP_KEYS:
             raise ValueError(f"steps[{i}]: unknown keys {sorted(unknown)}; allowed: {sorted(_STEP_KEYS)}")
         name = raw.get("name")
-        if not isinstance(name, str) or not 1 <= len(name) <= 200:
-            raise ValueError(f"steps[{i}].name must be a string of 1-200 characters")
+        if not is_name(name):
+            raise ValueError(f"steps[{i}].name must be a string of 1-200 characters without NUL")
         if name in by_name:
             raise ValueError(f"two steps are named {name!r}: step names must be unique in a workflow")
         if not isinstance(raw.get("task"), str):

@@ -16,7 +16,7 @@ import psycopg
 
 from pgq import waiting
 from pgq._json import row_as_json
-from pgq.canvas import Node, plan, plan_description
+from pgq.canvas import Node, is_name, plan, plan_description
 from pgq.db import workflows
 from pgq.db.driver import Op
 from pgq.db.workflows import GraphStep, WorkflowRead, WorkflowStatus
@@ -195,8 +195,8 @@ def _left(deadline: float | None) -> float | None:
 
 def _name(name: str | None, steps: list[GraphStep]) -> str:
     chosen = name if name is not None else steps[0].new.task
-    if not isinstance(chosen, str) or not 1 <= len(chosen) <= 200:
-        raise ValueError(f"a workflow name is a string of 1-200 characters, got {chosen!r}")
+    if not is_name(chosen):
+        raise ValueError(f"a workflow name is a string of 1-200 characters without NUL, got {chosen!r}")
     return chosen
 
 

@@ -187,3 +187,18 @@ async def test_cancel_and_retry_act_on_the_whole_workflow(api: httpx.AsyncClient
     assert retried.status_code == 200, retried.text
     states = [s["state"] for s in retried.json()["steps"]]
     assert states == ["queued", "waiting", "waiting"] and retried.json()["state"] == "running"
+
+
+@pytest.mark.parametrize("where", ["step", "workflow", "canvas"])
+async def test_the_library_refuses_nul_in_step_and_workflow_names_before_the_write(dsn: str, where: str) -> None:
+    """Postgres text cannot hold NUL: a ValueError (the API's 422), not a DataError (500)."""
+    async with pgq.App(dsn) as app:
+        with pytest.raises(ValueError, match="name") as info:
+            if where == "step":
+                await app.enqueue_workflow([{"name": "a\x00", "task": "t"}])
+            elif where == "workflow":
+                await app.enqueue_workflow([{"name": "a", "task": "t"}], name="w\x00")
+            else:
+                await app.enqueue_workflow(pgq.Step("t", name="a\x00"))
+        assert "without NUL" in str(info.value)
+    assert count_rows(dsn) == 0
