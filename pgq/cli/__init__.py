@@ -1,5 +1,5 @@
-"""The `pgq` command line: migrate, worker, enqueue, jobs, queues, pause, resume, schedules, cancel, retry,
-api, bench, demo, embedded."""
+"""The `pgq` command line: migrate, worker, enqueue, enqueue-workflow, jobs, workflows, workflow, queues, pause,
+resume, schedules, cancel, retry, api, bench, demo, embedded."""
 
 from __future__ import annotations
 

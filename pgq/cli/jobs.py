@@ -50,6 +50,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
             run_at=run_at,
             max_attempts=args.max_attempts,
             idempotency_key=args.idempotency_key,
+            depends_on=args.depends_on,
+            on_parent_failure=args.on_parent_failure,
         )
     print(
         json.dumps(job.to_dict(), indent=2)

@@ -7,6 +7,7 @@ import argparse
 from pgq.cli.jobs import cmd_cancel, cmd_enqueue, cmd_jobs, cmd_retry
 from pgq.cli.queues import cmd_limits, cmd_pause, cmd_queues, cmd_schedules
 from pgq.cli.services import cmd_api, cmd_bench, cmd_demo, cmd_embedded, cmd_migrate, cmd_roles, cmd_worker
+from pgq.cli.workflows import cmd_enqueue_workflow, cmd_workflow, cmd_workflows
 from pgq.job import JobState
 
 
@@ -61,8 +62,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-at", help="ISO 8601 time with offset")
     p.add_argument("--max-attempts", type=int)
     p.add_argument("--idempotency-key")
+    p.add_argument(
+        "--depends-on",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="wait until job ID is final (repeat for more parents); not with --idempotency-key",
+    )
+    p.add_argument(
+        "--on-parent-failure",
+        choices=["cancel", "run"],
+        help="when a parent fails or is cancelled: cancel this job too (default) or run it anyway",
+    )
     p.add_argument("--json", action="store_true", help="print the job as JSON")
     p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser(
+        "enqueue-workflow",
+        help="enqueue a workflow from its JSON description (the body of POST /workflows)",
+        description='FILE (or - for stdin) holds {"name": ..., "steps": [...]} or the list of steps; '
+        'a step is {"name", "task", "args", "after": [step names], ...the options of enqueue}.',
+    )
+    p.add_argument("file", help="a JSON file, or - to read stdin")
+    p.add_argument("--name", help="the workflow's name (default: the first step's task)")
+    p.add_argument("--json", action="store_true", help="print the workflow as JSON")
+    p.set_defaults(func=cmd_enqueue_workflow)
+
+    p = sub.add_parser("workflows", help="list workflows, newest first, with their steps counted by state")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_workflows)
+
+    p = sub.add_parser("workflow", help="show a workflow and its steps, or cancel or retry it")
+    p.add_argument("id", type=int)
+    action = p.add_mutually_exclusive_group()
+    action.add_argument(
+        "--cancel", action="store_true", help="cancel the steps not started; running ones get a cancel request"
+    )
+    action.add_argument(
+        "--retry", action="store_true", help="run the failed and cancelled steps again (the steps after them wait)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_workflow)
 
     p = sub.add_parser("jobs", help="list jobs, newest first, or show one with its errors")
     p.add_argument("id", nargs="?", type=int, help="show this job in full")
