@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgq.api import workflow_schemas as ws
-from pgq.api.openapi import _ID, _error, _json, _op, _query, _ref
+from pgq.api.openapi import _ID, _error, _json, _op, _query, _ref  # private: openapi.py's helpers, split for size
 
 
 def paths() -> dict[str, Any]:

@@ -13,7 +13,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
-from pgq._json import row_as_json
 from pgq.api.auth import Auth, Scope
 from pgq.api.body import job_id, read_json, read_query, unknown_parents
 from pgq.api.errors import ApiError
@@ -58,7 +57,7 @@ def routes(queue: pgq.App, reads: Reads, auth: Auth, max_body_bytes: int) -> lis
         rows = await reads.read(request, lambda app: app.list_workflows(limit=query.limit + 1, before_id=before_id))
         page = rows[: query.limit]
         next_cursor = encode_cursor(page[-1].id) if len(rows) > query.limit else None
-        return JSONResponse({"workflows": [row_as_json(w) for w in page], "next_cursor": next_cursor})
+        return JSONResponse({"workflows": [w.to_dict() for w in page], "next_cursor": next_cursor})
 
     @auth.require(Scope.READ)
     async def get_workflow(request: Request) -> Response:

@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 import pgq
 from pgq.api.auth import Auth
 from pgq.api.reads import Reads
-from pgq.api.ui import actions, pages
+from pgq.api.ui import actions, pages, workflows
 from pgq.api.ui.render import Ui
 
 
@@ -21,6 +21,7 @@ def mount(queue: pgq.App, reads: Reads, auth: Auth) -> Mount:
     ui = Ui(queue, reads, auth)
     page = pages.routes(ui)
     act = actions.routes(ui)
+    flows = workflows.routes(ui)
     return Mount(
         "/ui",
         name="ui",
@@ -34,6 +35,12 @@ def mount(queue: pgq.App, reads: Reads, auth: Auth) -> Mount:
             Route("/jobs/{id:int}/retry", act["retry"], methods=["POST"], name="retry"),
             Route("/queues/{name}/pause", act["pause"], methods=["POST"], name="pause"),
             Route("/queues/{name}/resume", act["resume"], methods=["POST"], name="resume"),
+            Route("/workflows", flows["workflows"], methods=["GET"], name="workflows"),
+            Route("/workflows/{id:int}", flows["workflow"], methods=["GET"], name="workflow"),
+            Route("/workflows/{id:int}/cancel", flows["confirm"], methods=["GET"], name="workflow_cancel_confirm"),
+            Route("/workflows/{id:int}/cancel", flows["act"], methods=["POST"], name="workflow_cancel"),
+            Route("/workflows/{id:int}/retry", flows["confirm"], methods=["GET"], name="workflow_retry_confirm"),
+            Route("/workflows/{id:int}/retry", flows["act"], methods=["POST"], name="workflow_retry"),
             Route("/tasks", page["tasks"], methods=["GET"], name="tasks"),
             Route("/workers", page["workers"], methods=["GET"], name="workers"),
             Route("/schedules", page["schedules"], methods=["GET"], name="schedules"),

@@ -22,6 +22,8 @@ from pgq.db import dashboard as data
 
 Handler = Callable[[Request], Awaitable[Response]]
 PAGE_SIZE = 50
+MAX_PARENTS_SHOWN = 100
+"""A job page lists at most this many of its parents (a join can have thousands)."""
 _MAX_FILTER = 255
 _STATES = [s.value for s in pgq.JobState]
 _DONE = {
@@ -32,6 +34,8 @@ _DONE = {
     "bulk_cancelled": "Waiting jobs matching the filter are cancelled: {n}.",
     "paused": "Paused: workers claim nothing from this queue until it is resumed.",
     "resumed": "Resumed.",
+    "workflow_cancelled": "Steps not started are cancelled; running ones are asked to stop.",
+    "workflow_retried": "Failed and cancelled steps run again; the steps after them wait for them.",
 }
 
 
@@ -138,7 +142,11 @@ def routes(ui: Ui) -> dict[str, Handler]:
             found = None
         if found is None:
             return ui.message(request, 404, "No such job", f"There is no job {job_id}.")
-        return view(request, "job.html", "_job.html", {"job": found, "now": dt.datetime.now(dt.UTC)})
+        parents: list[data.ParentRow] = []
+        if found.parents_left is not None:  # it waits (or waited) for other jobs
+            parents = await read(request, lambda app: app.run(data.job_parents(job_id, MAX_PARENTS_SHOWN)))
+        context = {"job": found, "parents": parents, "max_parents": MAX_PARENTS_SHOWN, "now": dt.datetime.now(dt.UTC)}
+        return view(request, "job.html", "_job.html", context)
 
     @guarded(ui, Scope.READ)
     async def tasks(request: Request) -> Response:

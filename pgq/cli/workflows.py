@@ -7,9 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-from pgq._json import row_as_json
 from pgq.app import App
 from pgq.cli.output import local_time, print_list, print_table, summary
 from pgq.db.workflows import WorkflowStatus
@@ -29,30 +27,20 @@ def cmd_workflows(args: argparse.Namespace) -> int:
     with App() as app:
         rows = app.list_workflows_sync(limit=args.limit)
     print_list(
-        [_Listed(row) for row in rows],
+        rows,
         as_json=args.json,
         empty="no workflows",
         header=["ID", "NAME", "STATE", "STEPS", "CREATED", "FINISHED"],
         row=lambda w: [
-            str(w.status.id),
-            w.status.name,
-            w.status.state,
-            counts(w.status),
-            local_time(w.status.created_at),
-            local_time(w.status.finished_at),
+            str(w.id),
+            w.name,
+            w.state,
+            counts(w),
+            local_time(w.created_at),
+            local_time(w.finished_at),
         ],
     )
     return 0
-
-
-class _Listed:
-    """A status row as print_list wants it (``to_dict`` for --json)."""
-
-    def __init__(self, status: WorkflowStatus) -> None:
-        self.status = status
-
-    def to_dict(self) -> dict[str, Any]:
-        return row_as_json(self.status)
 
 
 def show(workflow: Workflow) -> None:

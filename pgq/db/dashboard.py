@@ -24,7 +24,8 @@ from pgq.schedule import ScheduleState
 MINUTES = 60
 """The overview's throughput chart covers this many minutes."""
 
-WAITING_STATES = (JobState.SCHEDULED.value, JobState.QUEUED.value, JobState.RETRYING.value)
+WAITING_STATES = (JobState.WAITING.value, JobState.SCHEDULED.value, JobState.QUEUED.value, JobState.RETRYING.value)
+"""Not started: what ui_jobs_cancel_waiting_matching cancels (and its confirmation counts)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -160,3 +161,27 @@ def retry_matching(queue: str | None, task: str | None) -> Op[int]:
 def cancel_waiting_matching(queue: str | None, task: str | None) -> Op[int]:
     (row,) = yield QUERIES["ui_jobs_cancel_waiting_matching"], {"queue": queue, "task": task}
     return int(row["jobs"])
+
+
+def workflow_edges(workflow_id: int) -> Op[dict[int, list[int]]]:
+    """Each step's parents (job ids, in the order given), for the workflow page."""
+    edges: dict[int, list[int]] = {}
+    for row in (yield QUERIES["ui_workflow_edges"], {"id": workflow_id}):
+        edges.setdefault(row["job_id"], []).append(row["parent_id"])
+    return edges
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParentRow:
+    """A parent of a job, on its page."""
+
+    id: int
+    step: str | None
+    task: str
+    state: JobState
+
+
+def job_parents(job_id: int, limit: int) -> Op[list[ParentRow]]:
+    """A job's first ``limit`` parents, in the order given."""
+    rows = yield QUERIES["ui_job_parents"], {"id": job_id, "limit": limit}
+    return [ParentRow(row["id"], row["step"], row["task"], JobState(row["state"])) for row in rows]

@@ -53,6 +53,10 @@ class WorkflowStatus:
     cancelled: int
     finished_at: dt.datetime | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (GET /workflows, ``pgq workflows --json``)."""
+        return _json.row_as_json(self)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Parent:

@@ -783,3 +783,22 @@ WITH retried AS (
     SELECT pg_notify('pgq_jobs', r.queue) FROM (SELECT DISTINCT queue FROM retried) AS r
 )
 SELECT (SELECT count(*) FROM retried)::int AS retried, (SELECT count(*) FROM woken)::int AS queues;
+
+-- name: ui_workflow_edges
+-- The edges among a workflow's steps and to the jobs they depend on, each step's parents
+-- in the order they were given (jobs_workflow_idx, then job_parents' primary key).
+SELECT p.job_id, p.parent_id
+FROM pgq.jobs AS j
+JOIN pgq.job_parents AS p ON p.job_id = j.id
+WHERE j.workflow_id = %(id)s
+ORDER BY p.job_id, p.position;
+
+-- name: ui_job_parents
+-- A job's first %(limit)s parents, in the order given, without their results (a join
+-- can have thousands): its dashboard page.
+SELECT j.id, j.step, j.task, j.state
+FROM pgq.job_parents AS p
+JOIN pgq.jobs AS j ON j.id = p.parent_id
+WHERE p.job_id = %(id)s
+ORDER BY p.position
+LIMIT %(limit)s;
