@@ -259,9 +259,11 @@ def test_generated_requests_at_every_endpoint_never_answer_500(harness: Harness)
     # One finished job, so some generated ids hit a row while nothing waits forever
     # (a succeeded job can be neither cancelled nor retried, and its stream ends at once).
     job = harness.runner.run(harness.app.enqueue("t", delay=0))
+    # And one finished workflow (its one step succeeded): nothing to cancel or retry.
+    workflow = harness.runner.run(harness.app.enqueue_workflow([{"name": "a", "task": "t"}]))
     harness.conn.execute(
-        "UPDATE pgq.jobs SET state = 'succeeded', attempt = 1, finished_at = now(), result = '1' WHERE id = %s",
-        [job.id],
+        "UPDATE pgq.jobs SET state = 'succeeded', attempt = 1, finished_at = now(), result = '1' WHERE id = ANY(%s)",
+        [[job.id, workflow.steps[0].id]],
     )
     # GET /events streams until the client leaves, and ASGI transport reads a response whole:
     # its bad-input answers are tested in tests/test_api_live.py against a real server.
@@ -294,3 +296,56 @@ def test_generated_requests_at_every_endpoint_never_answer_500(harness: Harness)
 
     check()
     assert harness.runner.run(harness.app.get_job(job.id)).state == pgq.JobState.SUCCEEDED
+    assert harness.runner.run(harness.app.get_workflow(workflow.id)).state == "succeeded"
+
+
+_STEP_NAMES = st.sampled_from(["a", "b", "c", "", "a\x00", "x" * 201]) | _ANY_TEXT
+_STEPS = st.lists(
+    st.fixed_dictionaries(
+        {"name": _STEP_NAMES, "task": _NAMES},
+        optional={
+            "after": st.lists(_STEP_NAMES, max_size=3) | _JSON,
+            "args": _JSON,
+            "depends_on": st.lists(st.integers(min_value=-1, max_value=3) | _NUMBERS, max_size=3) | _JSON,
+            "on_parent_failure": st.sampled_from(["cancel", "run", "maybe", None]),
+            "priority": _SMALL_INTS,
+            "delay": _DELAY.filter(lambda d: isinstance(d, int | float | str | None)),
+            "idempotency_key": st.just("k"),
+            "colour": st.just("red"),
+        },
+    ),
+    max_size=4,
+)
+_WORKFLOW_BODIES = (
+    st.fixed_dictionaries({"steps": _STEPS}, optional={"name": _STEP_NAMES | st.none()}).map(_json_text)
+    | _JSON.map(_json_text)
+    | st.sampled_from(['{"steps": [{"name": "a", "task": "t", "delay": NaN}]}', '{"steps": ['])
+)
+
+
+def test_generated_post_workflows_answers_201_and_reads_back_or_4xx_without_a_write(harness: Harness) -> None:
+    parent = harness.runner.run(harness.app.enqueue("t", delay=3600))  # id 1: depends_on may name it
+    created: list[int] = []
+
+    @settings(SETTINGS, max_examples=300)
+    @given(body=_WORKFLOW_BODIES, auth=_AUTH)
+    def check(body: str, auth: str) -> None:
+        before = harness.rows()
+        headers = {"Authorization": auth, "Content-Type": "application/json"}
+        response = harness.request("POST", "/workflows", content=body.encode("utf-8", "surrogatepass"), headers=headers)
+        assert response.status_code < 500, response.text
+        if response.status_code >= 300:
+            assert harness.rows() == before, response.text
+            assert set(response.json()["error"]) == {"code", "message", "details"}
+            return
+        workflow = response.json()
+        assert harness.rows() == before + len(workflow["steps"])
+        got = harness.request("GET", f"/workflows/{workflow['id']}", headers=WRITE)
+        stored = harness.runner.run(harness.app.get_workflow(workflow["id"]))
+        assert got.status_code == 200 and got.json() == stored.to_dict()
+        assert [s["step"] for s in got.json()["steps"]] == [s["step"] for s in workflow["steps"]]
+        created.append(workflow["id"])
+
+    check()
+    assert created, "no generated workflow was accepted: the strategy never reaches the read back"
+    assert harness.runner.run(harness.app.get_job(parent.id)).state == pgq.JobState.SCHEDULED
