@@ -182,7 +182,10 @@ def test_bad_dsn_is_reported_without_the_password() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("migrate", "roles", "limits", "worker", "enqueue", "jobs", "queues", "cancel", "retry", "demo"):
+    for command in (
+        *("migrate", "roles", "limits", "worker", "enqueue", "jobs", "queues", "cancel", "retry", "demo"),
+        *("workflows", "workflow", "enqueue-workflow"),
+    ):
         result = pgq_cli(command, "--help", dsn=None)
         assert result.returncode == 0 and "usage: pgq" in result.stdout
 
