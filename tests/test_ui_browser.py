@@ -360,6 +360,29 @@ def test_a_job_enqueued_through_the_api_appears_without_reload(driver: Chrome, s
     assert driver.execute_script("return window.sameDocument === true;"), "the page was reloaded"
 
 
+def test_a_workflow_is_cancelled_from_its_page_after_the_confirmation(driver: Chrome, server: str) -> None:
+    steps = [
+        {"name": "first", "task": "echo", "queue": "parked"},
+        {"name": "second", "task": "echo", "after": ["first"]},
+    ]
+    response = httpx.post(f"{server}/workflows", json={"name": "browser", "steps": steps}, headers=WRITE, timeout=10)
+    assert response.status_code == 201, response.text
+    workflow = response.json()
+    _sign_in(driver, server, WRITE_TOKEN)
+    driver.get(f"{server}/ui/workflows")
+    _click(driver, f"[data-workflow='{workflow['id']}'] a")
+    assert _text(driver, "#workflow-state") == "running"
+    second = workflow["steps"][1]["id"]
+    assert _text(driver, f"tr[data-job='{second}'] .parents") == "first"
+    _click(driver, "[data-action=workflow-cancel]")
+    assert _text(driver, "#confirm-count") == "2"
+    _click(driver, "[data-action=confirm]")
+    _done_message(driver, "Steps not started are cancelled")
+    assert _text(driver, "#workflow-state") == "cancelled"
+    assert {_job(server, s["id"])["state"] for s in workflow["steps"]} == {"cancelled"}
+    assert not _csp_violations(driver)
+
+
 def test_the_overview_charts_the_last_hour_and_counts_its_failures(driver: Chrome, server: str) -> None:
     """Runs last in this module, so the screenshot shows every queue the tests used."""
     _sign_in(driver, server, WRITE_TOKEN)
