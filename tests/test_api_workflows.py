@@ -3,6 +3,7 @@ reads, cancel and retry; refusals are 4xx JSON naming the problem, with nothing 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -202,3 +203,21 @@ async def test_the_library_refuses_nul_in_step_and_workflow_names_before_the_wri
                 await app.enqueue_workflow(pgq.Step("t", name="a\x00"))
         assert "without NUL" in str(info.value)
     assert count_rows(dsn) == 0
+
+
+async def test_a_run_at_with_an_offset_postgres_cannot_parse_is_stored_as_the_same_instant(
+    api: httpx.AsyncClient, dsn: str
+) -> None:
+    """Python allows UTC offsets up to 24 h, PostgreSQL's text input only up to 15:59: a step's
+    run_at reaches the database as UTC (it was a DataError, an HTTP 500, before)."""
+    far = dt.timezone(dt.timedelta(hours=23, minutes=37))
+    run_at = dt.datetime(2584, 8, 10, 21, 49, 43, tzinfo=far)
+    async with pgq.App(dsn) as app:
+        parent = await app.enqueue("t")
+        job = await app.enqueue("t", depends_on=[parent], run_at=run_at)
+        assert (await app.get_job(job.id)).run_at == run_at
+    body = {"steps": [{"name": "a", "task": "t", "run_at": run_at.isoformat()}]}
+    response = await api.post("/workflows", json=body)
+    assert response.status_code == 201, response.text
+    step = response.json()["steps"][0]
+    assert dt.datetime.fromisoformat(step["run_at"]) == run_at and step["state"] == "scheduled"

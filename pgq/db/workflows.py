@@ -88,7 +88,8 @@ def enqueue(steps: Sequence[GraphStep], workflow_name: str | None = None) -> Op[
                 "priority": new.priority,
                 "max_attempts": new.max_attempts,
                 "delay": f"{new.delay.total_seconds()} seconds" if new.delay is not None else None,
-                "run_at": new.run_at.isoformat() if new.run_at is not None else None,
+                # In UTC: PostgreSQL parses offsets up to 15:59, Python allows up to 24 h.
+                "run_at": new.run_at.astimezone(dt.UTC).isoformat() if new.run_at is not None else None,
                 "step": step.name,
                 "has_dependents": i in has_children,
             }
