@@ -98,3 +98,10 @@ def test_workflow_commands_refuse_bad_input_with_one_line_and_write_nothing(dsn:
         assert "Traceback" not in result.stderr
     assert pgq_cli("workflows", dsn=dsn).stdout.strip() == "no workflows"
     assert count_rows(dsn) == 0
+
+
+def test_a_limit_or_page_out_of_range_is_a_one_line_error_not_a_database_error(dsn: str) -> None:
+    for limit in ("0", "-1", "10001"):
+        result = pgq_cli("workflows", "--limit", limit, dsn=dsn)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == f"pgq: error: limit must be an integer between 1 and 10000, got {limit}"

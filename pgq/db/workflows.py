@@ -22,7 +22,7 @@ from pgq.db import Conn
 from pgq.db.driver import Op
 from pgq.errors import WorkflowNotFoundError
 from pgq.job import Job, JobState, from_row
-from pgq.spec import NewJob, check_job_id
+from pgq.spec import MAX_JOB_ID, NewJob, check_job_id, whole
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,7 +152,10 @@ def pending_step(workflow_id: int) -> Op[tuple[WorkflowStatus, int | None]]:
 
 
 def list_workflows(limit: int = 50, before_id: int | None = None) -> Op[list[WorkflowStatus]]:
-    """``workflow_list``: newest first, one page."""
+    """``workflow_list``: newest first, one page; the bounds of ``JobFilter`` (ValueError)."""
+    whole("limit", limit, 1, 10_000)
+    if before_id is not None:
+        whole("before_id", before_id, 0, MAX_JOB_ID)
     rows = yield QUERIES["workflow_list"], {"limit": limit, "before_id": before_id}
     return [WorkflowStatus(**row) for row in rows]
 
