@@ -188,7 +188,10 @@ def test_generated_enqueues_are_written_and_read_back_or_refused_without_a_write
 _HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"), max_size=20)
 _AUTH = st.sampled_from([f"Bearer {WRITE_TOKEN}", f"Bearer {READ_TOKEN}", "Bearer nope", "Basic x", ""]) | _HEADER_TEXT
 _CONTENT_TYPES = st.sampled_from(["application/json", "application/problem+json", "text/plain", ""]) | _HEADER_TEXT
-_FIELDS = ["task", "args", "queue", "priority", "delay", "run_at", "max_attempts", "idempotency_key", "colour"]
+_FIELDS = [
+    *("task", "args", "queue", "priority", "delay", "run_at", "max_attempts", "idempotency_key", "colour"),
+    *("depends_on", "on_parent_failure"),
+]
 
 
 def _json_text(value: Any) -> str:
@@ -200,7 +203,9 @@ _BODY_FIELDS = st.dictionaries(
     _JSON
     | _NAMES
     | st.datetimes(timezones=_ZONES).map(dt.datetime.isoformat)
-    | st.sampled_from(["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2030-01-01T00:00:00"]),
+    | st.sampled_from(["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2030-01-01T00:00:00"])
+    | st.lists(st.integers(min_value=0, max_value=3), max_size=3)  # depends_on: job ids, some of them real
+    | st.sampled_from(["cancel", "run"]),
     max_size=6,
 ).map(lambda d: {"task": "t", **d} if "task" not in d else d)
 _BODIES = (
