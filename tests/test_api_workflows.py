@@ -4,6 +4,7 @@ reads, cancel and retry; refusals are 4xx JSON naming the problem, with nothing 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pgq
 from pgq.api.workflow_schemas import WorkflowOut, WorkflowPage
 from tests.conftest import READ
 from tests.helpers import count_rows, running_worker
+from tests.test_readme import README, _jq_compact, check_shown, shown_outputs
 
 pytestmark = pytest.mark.anyio
 
@@ -221,3 +223,16 @@ async def test_a_run_at_with_an_offset_postgres_cannot_parse_is_stored_as_the_sa
     assert response.status_code == 201, response.text
     step = response.json()["steps"][0]
     assert dt.datetime.fromisoformat(step["run_at"]) == run_at and step["state"] == "scheduled"
+
+
+async def test_readme_workflow_example_output_is_what_the_api_answers(api: httpx.AsyncClient) -> None:
+    shown = shown_outputs(README.read_text(encoding="utf-8"))["workflow-post"]
+    body = json.loads(shown.example.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0])  # the README's file
+    response = await api.post("/workflows", json=body)
+    assert response.status_code == 201, response.text
+    w = response.json()
+    projected = {  # the README's jq filter
+        **{k: w[k] for k in ("id", "state", "waiting", "queued")},
+        "steps": [{k: s[k] for k in ("id", "step", "state", "parents_left")} for s in w["steps"]],
+    }
+    check_shown("workflow-post", _jq_compact(projected))

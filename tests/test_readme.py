@@ -144,6 +144,7 @@ pytestmark = pytest.mark.anyio
 CHECKED = {"enqueue", "thumbnail-result", "cancel-finished", "invalid-fields", "health", "schedules"}
 CHECKED |= {"sql-enqueue-refused"}  # tests/test_sql_enqueue.py
 CHECKED |= {"pipeline"}  # tests/test_example_pipeline.py
+CHECKED |= {"workflow-post"}  # tests/test_api_workflows.py
 
 
 def test_every_output_the_readme_shows_is_checked_here() -> None:
