@@ -99,6 +99,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rate=args.rate,
         batch=args.batch,
         samples=args.samples,
+        scenario_jobs=args.scenario_jobs,
         only=only,
     )
     report = run_bench(options)
