@@ -2,9 +2,9 @@
 
 ``python -m pgq.bench.worker_main --concurrency N``: builds the same ``Worker`` that
 ``pgq worker --app pgq.bench.tasks:app --concurrency N`` builds and runs it the same
-way, with one addition on its event loop: the ``LagProbe`` of ``pgq.bench.lag``. When
-the worker has stopped (SIGTERM), the probe's samples go to
-``$PGQ_BENCH_LAG_DIR/<pid>.json``.
+way (on the event loop PGQ_EVENT_LOOP names), with one addition on that loop: the
+``LagProbe`` of ``pgq.bench.lag``. When the worker has stopped (SIGTERM), the probe's
+samples go to ``$PGQ_BENCH_LAG_DIR/<pid>.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from pgq.bench.lag import LagProbe
 from pgq.cli.loading import load_app
 from pgq.worker import Worker
+from pgq.worker.startup import run
 
 APP = "pgq.bench.tasks:app"
 
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     probe = LagProbe()
-    asyncio.run(_run(Worker(load_app(APP), concurrency=args.concurrency), probe))
+    app = load_app(APP)
+    run(_run(Worker(app, concurrency=args.concurrency), probe), app.settings.event_loop)
     if directory := os.environ.get("PGQ_BENCH_LAG_DIR"):
         probe.write(Path(directory) / f"{os.getpid()}.json")
 

@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-listen", action="store_true", help="poll only; when no direct connection can LISTEN")
     p.add_argument("--listen-url", help="direct DSN for LISTEN only, past PgBouncer (default: PGQ_LISTEN_URL)")
     p.add_argument("--shutdown-timeout", type=float, help="seconds running jobs get after SIGTERM (default 30)")
+    p.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        help="asyncio, or uvloop: less CPU per job; pip install 'pgq[uvloop]' (default: PGQ_EVENT_LOOP or asyncio)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("enqueue", help="enqueue a job by task name")
