@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("old", type=Path, help="virtualenv of the old build")
     parser.add_argument("new", type=Path, help="virtualenv of the new build")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each build (default 3)")
+    parser.add_argument("--save", type=Path, help="write every report of both builds to this JSON file")
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         for venv, reports in order:
             reports.append(bench_once(venv, bench_args))
             print(f"round {i + 1}: {venv} done", file=sys.stderr)
+    if args.save:
+        args.save.write_text(json.dumps({"old": old, "new": new}, indent=1, default=str), encoding="utf-8")
     regressions = 0
     print(f"{'workload':<24} {'old/ceiling':>12} {'new/ceiling':>12} {'new/old':>8}")
     for name, a, b, change in compare(old, new):
