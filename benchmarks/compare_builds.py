@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("old", type=Path, help="virtualenv of the old build")
     parser.add_argument("new", type=Path, help="virtualenv of the new build")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each build (default 3)")
+    parser.add_argument("--save", type=Path, help="write every report of both builds to this JSON file")
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -69,13 +70,44 @@ def main(argv: list[str] | None = None) -> int:
         for venv, reports in order:
             reports.append(bench_once(venv, bench_args))
             print(f"round {i + 1}: {venv} done", file=sys.stderr)
+    if args.save:
+        args.save.write_text(json.dumps({"old": old, "new": new}, indent=1, default=str), encoding="utf-8")
     regressions = 0
     print(f"{'workload':<24} {'old/ceiling':>12} {'new/ceiling':>12} {'new/old':>8}")
     for name, a, b, change in compare(old, new):
         flag = "  REGRESSION" if change < 1 - THRESHOLD else ""
         regressions += bool(flag)
         print(f"{name:<24} {a:>12.3f} {b:>12.3f} {change:>8.3f}{flag}")
+    cpu_rows = cpu_per_job(old, new)
+    if cpu_rows:
+        print(f"\n{'CPU µs per job (median)':<24} {'worker old':>11} {'worker new':>11} {'PG old':>8} {'PG new':>8}")
+        for name, figures in cpu_rows:
+            print(f"{name:<24} " + " ".join(f"{f:>{w}.0f}" for f, w in zip(figures, (11, 11, 8, 8), strict=True)))
     return 1 if regressions else 0
+
+
+def cpu_per_job(
+    reports_a: list[dict[str, Any]], reports_b: list[dict[str, Any]]
+) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Per drain workload: median worker and Postgres CPU µs per job of A and of B."""
+    rows = []
+    for name, workload in reports_a[0]["workloads"].items():
+        if workload.get("worker_cpu_us_per_job") is None or workload.get("postgres_cpu_us_per_job") is None:
+            continue
+        if reports_b[0]["workloads"].get(name, {}).get("worker_cpu_us_per_job") is None:
+            continue
+
+        def median(reports: list[dict[str, Any]], key: str, name: str = name) -> float:
+            return statistics.median(r["workloads"][name][key] or 0.0 for r in reports)
+
+        figures = (
+            median(reports_a, "worker_cpu_us_per_job"),
+            median(reports_b, "worker_cpu_us_per_job"),
+            median(reports_a, "postgres_cpu_us_per_job"),
+            median(reports_b, "postgres_cpu_us_per_job"),
+        )
+        rows.append((name, figures))
+    return rows
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pgq.names import check_queue_name
 _T = TypeVar("_T")
 
 PreparedStatements = Literal["auto", "on", "off"]
+EventLoop = Literal["asyncio", "uvloop"]
 
 
 def default_data_dir() -> Path:
@@ -68,6 +69,8 @@ class Settings:
     """PGQ_RETENTION_FAILED: the same for failed jobs (14d)."""
     result_ttl: float | None = None
     """PGQ_RESULT_TTL: results of succeeded jobs are cleared this long after finishing. Unset: kept."""
+    event_loop: EventLoop = "asyncio"
+    """PGQ_EVENT_LOOP: the worker's event loop, asyncio or uvloop (pip install 'pgq[uvloop]')."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.concurrency > 10_000:
@@ -87,6 +90,8 @@ class Settings:
                 raise ConfigError(f"PGQ_{name.upper()} must be a positive duration or 'forever', got {value}")
         if self.prepared_statements not in get_args(PreparedStatements):
             raise ConfigError(f"PGQ_PREPARED_STATEMENTS must be auto, on or off, got {self.prepared_statements!r}")
+        if self.event_loop not in get_args(EventLoop):
+            raise ConfigError(f"PGQ_EVENT_LOOP must be asyncio or uvloop, got {self.event_loop!r}")
         if self.pool_size is not None and not 2 <= self.pool_size <= 1000:
             raise ConfigError(f"PGQ_POOL_SIZE must be between 2 and 1000, got {self.pool_size}")
         for queue in self.queues:
@@ -125,6 +130,8 @@ class Settings:
             fields["listen_url"] = url
         if (raw := env.get("PGQ_PREPARED_STATEMENTS")) is not None:
             fields["prepared_statements"] = raw.strip().lower()
+        if (raw := env.get("PGQ_EVENT_LOOP")) is not None:
+            fields["event_loop"] = raw.strip().lower()
         return cls(**fields)  # type: ignore[arg-type]
 
 

@@ -58,6 +58,7 @@ class Task:
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
+        self._fitting_names: set[tuple[str, ...]] = set()
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -94,6 +95,19 @@ class Task:
 
         self.check_args(kwargs)
         return Step(self.name, kwargs)
+
+    def bind_names(self, args: Mapping[str, Any]) -> None:
+        """TypeError, as ``signature.bind(**args)`` raises it, unless ``args`` fit.
+
+        Whether keyword arguments fit depends on their names only, so the sets of
+        names that fitted once are remembered (up to 64): the worker checks every job.
+        """
+        names = tuple(args)
+        if names in self._fitting_names:
+            return
+        self.signature.bind(**args)
+        if len(self._fitting_names) < 64:
+            self._fitting_names.add(names)
 
     async def enqueue(self, **kwargs: Any) -> Job:
         """Enqueue a run with these keyword arguments, using the task's defaults."""

@@ -26,18 +26,30 @@ EXPECTED_WORKLOADS = {
     "wakeup_latency",
     "steady",
 }
+SCENARIO_WORKLOADS = {
+    "threads",
+    "mixed",
+    "concurrency_10",
+    "concurrency_50",
+    "concurrency_200",
+    "processes_1",
+    "processes_2",
+    "processes_4",
+    "processes_8",
+}
 EXPECTED_RATIOS = {"enqueue_one", "enqueue_bulk", "drain", "wakeup_latency_p50", "wakeup_latency_p99"}
+DRAIN_FIGURES = {"worker_cpu_us_per_job", "postgres_cpu_us_per_job", "lag_samples"}
 
 
 @pytest.mark.slow
 def test_bench_runs_every_workload_reports_ratios_and_drops_its_database(pg_server: Server) -> None:
     server_dsn = pg_server.dsn("postgres")
     args = ["bench", "-n", "200", "--duration", "1", "--rate", "50", "--samples", "10", "--batch", "64", "--json"]
-    result = pgq_cli(*args, dsn=server_dsn, timeout=180)
+    result = pgq_cli(*args, "--scenario-jobs", "20", dsn=server_dsn, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report["workloads"]) == EXPECTED_WORKLOADS
-    assert set(report["ratios"]) == EXPECTED_RATIOS
+    assert set(report["workloads"]) == EXPECTED_WORKLOADS | SCENARIO_WORKLOADS
+    assert set(report["ratios"]) == EXPECTED_RATIOS | SCENARIO_WORKLOADS
     assert all(r > 0 and math.isfinite(r) for r in report["ratios"].values()), report["ratios"]
     workloads = report["workloads"]
     assert workloads["drain"]["jobs"] == 200 and workloads["enqueue_bulk"]["jobs"] == 200
@@ -46,6 +58,36 @@ def test_bench_runs_every_workload_reports_ratios_and_drops_its_database(pg_serv
     assert report["server"]["fsync"] in {"on", "off"}
     assert report["database"].startswith("pgq_bench_")
     assert not database_exists(server_dsn, report["database"])
+
+
+@pytest.mark.slow
+def test_bench_scenarios_report_rate_cpu_per_job_and_event_loop_lag(pg_server: Server) -> None:
+    """Sync tasks, 1 % slow jobs, concurrency 10/50/200, 1/2/4/8 processes: each a drain
+    of its own, with the worker's and Postgres's CPU per job and the loop's lag."""
+    server_dsn = pg_server.dsn("postgres")
+    only = "drain,threads,mixed,concurrency,processes"
+    result = pgq_cli(
+        "bench", "-n", "30", "--scenario-jobs", "30", "--only", only, "--json", dsn=server_dsn, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    workloads = report["workloads"]
+    assert set(workloads) == {"raw_claim_complete", "drain"} | SCENARIO_WORKLOADS
+    assert set(report["ratios"]) == {"drain"} | SCENARIO_WORKLOADS
+    for name in {"drain"} | SCENARIO_WORKLOADS:
+        assert workloads[name]["jobs"] == 30, name
+        assert set(workloads[name]) >= DRAIN_FIGURES, name
+        # The server is local here: both CPU figures are read from /proc.
+        assert workloads[name]["worker_cpu_us_per_job"] >= 0 and workloads[name]["postgres_cpu_us_per_job"] >= 0
+    assert workloads["processes_8"]["note"].startswith("8 process(es)")
+    assert workloads["concurrency_200"]["note"] == "1 process x 200"
+    # The mixed drain holds a one-second job, so its lag probe has samples to report.
+    mixed = workloads["mixed"]
+    assert mixed["lag_samples"] > 0 and 0 <= mixed["lag_p50_ms"] <= mixed["lag_p99_ms"] <= mixed["lag_max_ms"]
+    assert mixed["seconds"] >= 1.0
+    table = pgq_cli("bench", "-n", "20", "--scenario-jobs", "20", "--only", "threads", dsn=server_dsn, timeout=120)
+    assert table.returncode == 0, table.stderr
+    assert "threads" in table.stdout and "worker CPU" in table.stdout and "lag p99" in table.stdout
 
 
 def test_bench_table_output_and_only(pg_server: Server) -> None:

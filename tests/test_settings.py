@@ -48,8 +48,14 @@ def test_values_are_read_from_the_environment() -> None:
         ({"PGQ_LISTEN": "maybe"}, "PGQ_LISTEN must be true or false"),
         ({"PGQ_QUEUES": " , "}, "no queue names"),
         ({"PGQ_QUEUES": "ok,not ok"}, "queue name 'not ok' is invalid"),
+        ({"PGQ_EVENT_LOOP": "trio"}, "PGQ_EVENT_LOOP must be asyncio or uvloop, got 'trio'"),
     ],
 )
 def test_invalid_values_raise_config_errors_naming_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_the_event_loop_is_asyncio_unless_uvloop_is_asked_for() -> None:
+    assert Settings.from_env({}).event_loop == "asyncio"
+    assert Settings.from_env({"PGQ_EVENT_LOOP": " UVLoop "}).event_loop == "uvloop"

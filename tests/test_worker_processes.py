@@ -76,3 +76,18 @@ def test_sigterm_past_the_shutdown_timeout_requeues_instead_of_failing(dsn: str,
     assert later.state == pgq.JobState.SCHEDULED
     log = (start_worker.logs / "worker0.log").read_text()
     assert "handed 2 job(s) back to their queue (unfinished at shutdown)" in log
+
+
+def test_a_worker_asked_for_uvloop_runs_jobs_on_it_and_stops_on_sigterm(
+    dsn: str, start_worker: WorkerProcesses
+) -> None:
+    app = pgq.App(dsn)
+    with app:
+        jobs = app.enqueue_many_sync([{"task": "loop_kind"}, {"task": "sync_noop", "args": {"n": 7}}])
+    worker = start_worker("--event-loop", "uvloop")
+    wait_until(lambda: count_rows(dsn, "state = 'succeeded'") == 2, 30, "both jobs succeeded")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    with app:
+        assert app.get_job_sync(jobs[0].id).result == "uvloop"
+        assert app.get_job_sync(jobs[1].id).result == 7

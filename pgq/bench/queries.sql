@@ -97,3 +97,12 @@ CROSS JOIN LATERAL (
                ELSE 'cancelled' END AS state,
            now() - make_interval(secs => (%(n)s - i) * 604800.0 / %(n)s) AS finished
 ) AS s;
+
+-- name: bench_workers_registered
+-- How many of the bench's worker processes (by pid) have registered: they are up.
+SELECT count(*) FROM pgq.workers WHERE pid = ANY(%(pids)s::int[]);
+
+-- name: bench_backend_pids
+-- The server processes serving the bench database's other connections (the workers'
+-- and the producer's), whose CPU time a scenario reads from /proc.
+SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid();

@@ -28,11 +28,23 @@ def _value(workload: dict[str, Any] | None, field: str) -> str:
     return f"{value:,.0f} jobs/s" if field == "rate" else f"{value:.2f} ms"
 
 
+def _figure(workload: dict[str, Any], key: str, unit: str) -> str:
+    value = workload.get(key)
+    return "-" if value is None else f"{value:,.0f} {unit}" if unit == "µs" else f"{value:.1f} {unit}"
+
+
+def _rows(report: dict[str, Any]) -> list[tuple[str, str, str | None, str | None, str]]:
+    """The table's rows: the fixed ones, then each scenario against the raw drain."""
+    known = {row[1] for row in _ROWS} | {row[2] for row in _ROWS}
+    extra = [(name, name, "raw_claim_complete", name, "rate") for name in report["workloads"] if name not in known]
+    return [*_ROWS, *extra]
+
+
 def format_table(report: dict[str, Any]) -> str:
     workloads: dict[str, dict[str, Any]] = report["workloads"]
     ratios: dict[str, float] = report["ratios"]
-    rows = [["workload", "jobs", "pgq", "raw SQL ceiling", "pgq / ceiling", "notes"]]
-    for label, pgq_name, raw_name, ratio_key, field in _ROWS:
+    rows = [["workload", "jobs", "pgq", "raw SQL ceiling", "pgq / ceiling", "worker CPU", "PG CPU", "lag p99", "notes"]]
+    for label, pgq_name, raw_name, ratio_key, field in _rows(report):
         pgq = workloads.get(pgq_name)
         if pgq is None:
             continue
@@ -45,6 +57,9 @@ def format_table(report: dict[str, Any]) -> str:
                 _value(pgq, field),
                 _value(raw, field),
                 "-" if ratio is None or math.isnan(ratio) else f"{ratio:.2f}",
+                _figure(pgq, "worker_cpu_us_per_job", "µs"),
+                _figure(pgq, "postgres_cpu_us_per_job", "µs"),
+                _figure(pgq, "lag_p99_ms", "ms"),
                 pgq.get("note", ""),
             ]
         )
@@ -59,4 +74,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"shared_buffers={server.get('shared_buffers')}"
     )
     lines.append("pgq / ceiling: rates pgq ÷ raw, latencies raw ÷ pgq (1.00 = as fast as bare SQL)")
+    if any("worker_cpu_us_per_job" in w for w in workloads.values()):
+        lines.append(
+            "scenarios ÷ the raw claim-and-complete loop; CPU per job of the worker processes and of the "
+            "database's backends (/proc); lag p99: how late the worker's event loop woke from a 10 ms sleep"
+        )
     return "\n".join(lines)

@@ -17,10 +17,11 @@ from pgq.app import App
 from pgq.bench import raw, workloads
 from pgq.bench.database import fresh_database, server_settings
 from pgq.bench.queries import BENCH_QUERIES
+from pgq.bench.scenarios import SCENARIOS, run_scenarios
 from pgq.bench.stats import Result, ratio
 from pgq.worker.claim_ahead import largest_claim
 
-WORKLOADS = ("enqueue_one", "enqueue_bulk", "drain", "latency", "steady")
+WORKLOADS = ("enqueue_one", "enqueue_bulk", "drain", "latency", "steady", *SCENARIOS)
 
 log = logging.getLogger("pgq.bench")
 
@@ -39,13 +40,15 @@ class BenchOptions:
     batch: int = 5_000
     samples: int = 200
     spacing: float = 0.02
+    scenario_jobs: int = 2_000
+    """Jobs per drain of the scenarios (threads, mixed, concurrency, processes)."""
     only: tuple[str, ...] = WORKLOADS
 
     def __post_init__(self) -> None:
         unknown = set(self.only) - set(WORKLOADS)
         if unknown:
             raise ValueError(f"unknown workload(s) {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")
-        for name in ("jobs", "concurrency", "workers", "batch", "samples"):
+        for name in ("jobs", "concurrency", "workers", "batch", "samples", "scenario_jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1")
         if not (self.duration > 0 and self.rate > 0):
@@ -96,6 +99,7 @@ async def _run(dsn: str, o: BenchOptions) -> dict[str, Result]:
             await run(lambda: workloads.wakeup_latency(app, dsn, o.samples, o.spacing))
         if "steady" in o.only:
             await run(lambda: workloads.steady(app, dsn, o.rate, o.duration, o.workers, o.concurrency))
+        await run_scenarios(app, dsn, o.only, o.scenario_jobs, o.concurrency, run)
     return results
 
 
@@ -106,6 +110,10 @@ def ratios(results: dict[str, Result]) -> dict[str, float]:
     for pgq_name, raw_name in pairs:
         if pgq_name in results and raw_name in results:
             out[pgq_name] = ratio(results[pgq_name].rate, results[raw_name].rate)
+    if "raw_claim_complete" in results:  # each scenario's drain against the raw drain
+        for name, result in results.items():
+            if result.extra and name not in out and name != "drain":
+                out[name] = ratio(result.rate, results["raw_claim_complete"].rate)
     if "wakeup_latency" in results and "raw_wakeup" in results:
         for key in ("p50_ms", "p99_ms"):
             pgq_ms = results["wakeup_latency"].to_dict()[key]

@@ -26,6 +26,8 @@ class Result:
     seconds: float
     latencies_ms: tuple[float, ...] = ()
     note: str = ""
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """More figures of the run: CPU per job, the event loop's lag."""
 
     @property
     def rate(self) -> float:
@@ -39,6 +41,7 @@ class Result:
                 p99_ms=round(percentile(self.latencies_ms, 99), 3),
                 max_ms=round(max(self.latencies_ms), 3),
             )
+        out.update(self.extra)
         if self.note:
             out["note"] = self.note
         return out

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from pgq.app import App
 from pgq.bench.queries import BENCH_QUERIES
 from pgq.bench.raw import drained_seconds
+from pgq.bench.scenarios import measured_drain
 from pgq.bench.stats import Result
 from pgq.bench.workers import check_alive, worker_processes
 from pgq.spec import JobSpec
@@ -62,12 +63,11 @@ async def wait_finished(dsn: str, n: int, procs: list[Any], limit: float = _WAIT
             await asyncio.sleep(0.05)
 
 
-async def drain(app: App, dsn: str, n: int, workers: int, concurrency: int, batch: int) -> Result:
-    """n jobs enqueued first, then ``workers`` processes at ``concurrency`` empty the queue."""
-    await prefill(app, n, batch)
-    with worker_processes(dsn, workers, concurrency) as procs:
-        seconds = await wait_finished(dsn, n, procs)
-    return Result("drain", n, seconds, note=f"{workers} process(es) x concurrency {concurrency}")
+async def drain(app: App, dsn: str, n: int, workers: int, concurrency: int, batch: int = 5000) -> Result:
+    """n jobs enqueued first, then ``workers`` processes at ``concurrency`` empty the queue
+    (measured like the scenarios: with CPU per job and the event loop's lag)."""
+    note = f"{workers} process(es) x concurrency {concurrency}"
+    return await measured_drain(app, dsn, "drain", ["noop"] * n, workers, concurrency, note, batch)
 
 
 async def _stamps(dsn: str) -> list[dict[str, float]]:

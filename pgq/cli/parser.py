@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-listen", action="store_true", help="poll only; when no direct connection can LISTEN")
     p.add_argument("--listen-url", help="direct DSN for LISTEN only, past PgBouncer (default: PGQ_LISTEN_URL)")
     p.add_argument("--shutdown-timeout", type=float, help="seconds running jobs get after SIGTERM (default 30)")
+    p.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        help="asyncio, or uvloop: less CPU per job; pip install 'pgq[uvloop]' (default: PGQ_EVENT_LOOP or asyncio)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("enqueue", help="enqueue a job by task name")
@@ -165,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=200.0, help="jobs/s the steady-state producer sends (default 200)")
     p.add_argument("--batch", type=int, default=5_000, help="jobs per enqueue_many call (default 5000)")
     p.add_argument("--samples", type=int, default=200, help="jobs of the idle wake-up latency run (default 200)")
-    p.add_argument("--only", help="comma-separated workloads: enqueue_one,enqueue_bulk,drain,latency,steady")
+    p.add_argument("--scenario-jobs", type=int, default=2_000, help="jobs per drain of each scenario (default 2000)")
+    p.add_argument(
+        "--only",
+        help="comma-separated workloads: enqueue_one,enqueue_bulk,drain,latency,steady; "
+        "scenarios: threads,mixed,concurrency,processes",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_bench)
 

@@ -32,6 +32,7 @@ def cmd_roles(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from pgq.worker import Worker
+    from pgq.worker.startup import run
 
     spec = app_spec(args)
     if not spec:
@@ -45,7 +46,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         listen=False if args.no_listen else None,
         shutdown_timeout=args.shutdown_timeout,
     )
-    asyncio.run(worker.run())
+    run(worker.run(), args.event_loop or app.settings.event_loop)
     return 0
 
 
@@ -99,6 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rate=args.rate,
         batch=args.batch,
         samples=args.samples,
+        scenario_jobs=args.scenario_jobs,
         only=only,
     )
     report = run_bench(options)

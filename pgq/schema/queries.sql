@@ -435,7 +435,9 @@ ORDER BY started_at, id;
 -- name: job_events_listen
 -- Subscribe to job changes (the HTTP API's wait and events); payloads are JSON. And to
 -- listener pings (payload: the listening backend's pid), which prove the line delivers.
-LISTEN pgq_job_events;
+-- One transaction: LISTEN, and register as a watcher, without which the per-job
+-- notifications of claims and outcomes are not sent (pgq.watch_job_events, schema.sql).
+LISTEN pgq_job_events; SELECT pgq.watch_job_events();
 LISTEN pgq_ping;
 
 -- name: schema_version_get

@@ -31,6 +31,8 @@ GRANT SELECT ON pgq.queue_stats, pgq.alembic_version TO pgq_producer;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON pgq.jobs, pgq.workers, pgq.leases, pgq.schedules TO pgq_worker;
 GRANT SELECT ON pgq.queue_stats, pgq.alembic_version TO pgq_worker;
+-- Whether anyone watches job changes (migration 0015): read by every UPDATE of a job's state.
+GRANT SELECT ON pgq.job_event_watchers TO pgq_producer, pgq_worker, pgq_reader;
 -- Claiming locks and updates the limit rows of limited queues; setting limits is the owner's.
 GRANT SELECT, UPDATE ON pgq.queues TO pgq_worker;
 -- Enqueueing from SQL (migration 0013): the same right as INSERT on pgq.jobs.

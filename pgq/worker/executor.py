@@ -138,7 +138,7 @@ async def execute(app: App, ctx: JobContext) -> Outcome:
     except UnknownTaskError as exc:
         return _failed(job, None, exc, permanent=True, message=f"{exc}; nothing was run")
     try:
-        task.signature.bind(**job.args)
+        task.bind_names(job.args)
     except TypeError as exc:
         return _failed(
             job, task, exc, permanent=True, message=f"arguments {sorted(job.args)} do not fit task {task.name!r}: {exc}"

@@ -96,3 +96,9 @@ async def join(n: int = 0) -> list[object]:
     """A fan-in callback: returns its parents' results, in order."""
     record_run()
     return [parent.result for parent in pgq.current_job().parents]
+
+
+@app.task
+async def loop_kind() -> str:
+    """The module of the event loop the worker runs on (asyncio's or uvloop's)."""
+    return type(asyncio.get_running_loop()).__module__
