@@ -62,12 +62,19 @@ WorkflowStatusOut = model_of(
     "A workflow and its steps counted by state: a row of pgq.workflow_status.",
     state=WorkflowState,
 )
+WorkflowStepOut: type[BaseModel] = create_model(
+    "WorkflowStepOut",
+    __base__=JobOut,
+    __doc__="A step: its job, and how many of its parents are not final yet.",
+    __module__=__name__,
+    parents_left=(int | None, Field(description="Parents not final yet (pgq.job_waits); null: it has none.")),
+)
 WorkflowOut: type[BaseModel] = create_model(
     "WorkflowOut",
     __base__=WorkflowStatusOut,
     __doc__="A workflow, its counts and its steps (jobs, in step order).",
     __module__=__name__,
-    steps=(list[JobOut], ...),  # type: ignore[valid-type]
+    steps=(list[WorkflowStepOut], ...),  # type: ignore[valid-type]
 )
 WorkflowPage: type[BaseModel] = create_model(
     "WorkflowPage",

@@ -47,7 +47,7 @@ GROUP BY c.id, c.started_at
 """
 PARENTS_DRAIN = """
 SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8
-FROM pgq.jobs WHERE NOT (parents_left IS NOT NULL)
+FROM pgq.jobs WHERE NOT has_parents
 """
 
 

@@ -75,8 +75,8 @@ class Job:
     )
     workflow_id: int | None = field(metadata=_column("bigint", "The workflow this job is a step of."))
     step: str | None = field(metadata=_column("text", "The step's name within its workflow."))
-    parents_left: int | None = field(
-        metadata=_column("integer", "Parents not final yet (null: the job waits for no job).")
+    has_parents: bool = field(
+        metadata=_column("boolean", "The job waits for other jobs (pgq.job_waits counts those not final).")
     )
     has_dependents: bool = field(metadata=_column("boolean", "Some job waits for this one."))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -45,10 +46,12 @@ class Workflow:
     app: Workflows = dataclasses.field(repr=False, compare=False)
     ends: frozenset[int] = frozenset()
     """Ids of the steps no other step waits for."""
+    parents_left: Mapping[int, int] = dataclasses.field(default_factory=dict)
+    """Per step with parents (by id): how many are not final yet (pgq.job_waits)."""
 
     @classmethod
     def of(cls, read: WorkflowRead, app: Workflows) -> Workflow:
-        return cls(read.status, tuple(read.steps), app, read.ends)
+        return cls(read.status, tuple(read.steps), app, read.ends, read.parents_left)
 
     @property
     def id(self) -> int:
@@ -98,7 +101,8 @@ class Workflow:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, for the CLI and the HTTP API."""
-        return {**row_as_json(self.status), "steps": [job.to_dict() for job in self.steps]}
+        steps = [{**job.to_dict(), "parents_left": self.parents_left.get(job.id)} for job in self.steps]
+        return {**row_as_json(self.status), "steps": steps}
 
 
 class Workflows(Producer):

@@ -27,7 +27,7 @@ async def test_a_job_posted_with_depends_on_waits_and_runs_after_its_parent(api:
     parent = (await api.post("/jobs", json={"task": "scan", "args": {"n": 3}})).json()
     child = await api.post("/jobs", json={"task": "merge", "depends_on": [parent["id"]], "on_parent_failure": "run"})
     assert child.status_code == 201, child.text
-    assert (child.json()["state"], child.json()["parents_left"]) == ("waiting", 1)
+    assert (child.json()["state"], child.json()["has_parents"]) == ("waiting", True)
     assert (await api.get(f"/jobs/{parent['id']}")).json()["has_dependents"] is True
     app = pgq.App(dsn)
 

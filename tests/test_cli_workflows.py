@@ -25,7 +25,9 @@ def test_enqueue_with_depends_on_waits_for_its_parents(dsn: str) -> None:
     assert child.returncode == 0, child.stderr
     assert child.stdout.startswith("enqueued job 3 (c) on queue default: waiting")
     shown = json.loads(pgq_cli("jobs", "3", "--json", dsn=dsn).stdout)
-    assert shown["parents_left"] == 2
+    assert shown["has_parents"] is True
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT parents_left FROM pgq.job_waits WHERE job_id = 3").fetchone() == (2,)
     with psycopg.connect(dsn) as conn:
         edges = conn.execute("SELECT parent_id, cancel_on_failure FROM pgq.job_parents ORDER BY position").fetchall()
     assert edges == [(1, False), (2, False)]

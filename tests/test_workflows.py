@@ -122,7 +122,7 @@ async def test_run_anyway_runs_a_dependent_after_a_failed_parent(dsn: str) -> No
     async with app:
         parent = await app.enqueue("boom")
         child = await app.enqueue("merge", depends_on=[parent], on_parent_failure="run")
-        assert child.state == "waiting" and child.parents_left == 1
+        assert child.state == "waiting" and child.has_parents
         async with running_worker(app):
             done = await app.wait(child.id, timeout=20)
     assert done.state == "succeeded"
@@ -136,7 +136,7 @@ async def test_depends_on_an_already_finished_parent_is_ready_at_once(dsn: str) 
         async with running_worker(app):
             await app.wait(parent.id, timeout=20)
             child = await app.enqueue("merge", depends_on=[parent.id])
-            assert child.state == "queued" and child.parents_left == 0
+            assert child.state == "queued" and child.has_parents
             done = await app.wait(child.id, timeout=20)
         assert done.result == [9]
         failed = await app.enqueue("boom")
@@ -252,3 +252,23 @@ async def test_a_workflow_enqueued_in_a_rolled_back_transaction_leaves_nothing(d
             kept = await app.enqueue_workflow(app.tasks["scan"].step(n=2), conn=conn, name="kept")
         assert [w.name for w in await app.list_workflows()] == ["kept"]
     assert count_rows(dsn) == 1 and kept.result is None
+
+
+async def test_a_job_a_failed_parent_cancelled_is_retried_through_its_parent(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        parent = await app.enqueue("boom")
+        child = await app.enqueue("merge", depends_on=[parent])
+        async with running_worker(app):
+            await app.wait(parent.id, timeout=20)
+        with pytest.raises(pgq.JobStateError, match=rf"retry job {parent.id}, and this one waits for it again"):
+            await app.retry(child.id)
+        # Cancelled by hand after a revival, it is the user's to retry: no parent revives it.
+        await app.retry(parent.id)
+        assert (await app.get_job(child.id)).state == "waiting"
+        await app.cancel(child.id)
+        async with running_worker(app):
+            await app.wait(parent.id, timeout=20)
+        await app.retry(parent.id)
+        assert (await app.get_job(child.id)).state == "cancelled"
+        assert (await app.retry(child.id)).state == "waiting"  # its parent runs again

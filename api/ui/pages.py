@@ -143,9 +143,15 @@ def routes(ui: Ui) -> dict[str, Handler]:
         if found is None:
             return ui.message(request, 404, "No such job", f"There is no job {job_id}.")
         parents: list[data.ParentRow] = []
-        if found.parents_left is not None:  # it waits (or waited) for other jobs
+        if found.has_parents:  # it waits (or waited) for other jobs
             parents = await read(request, lambda app: app.run(data.job_parents(job_id, MAX_PARENTS_SHOWN)))
-        context = {"job": found, "parents": parents, "max_parents": MAX_PARENTS_SHOWN, "now": dt.datetime.now(dt.UTC)}
+        context = {
+            "job": found,
+            "parents": parents,
+            "parents_left": sum(not parent.state.is_final for parent in parents),
+            "max_parents": MAX_PARENTS_SHOWN,
+            "now": dt.datetime.now(dt.UTC),
+        }
         return view(request, "job.html", "_job.html", context)
 
     @guarded(ui, Scope.READ)

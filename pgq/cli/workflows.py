@@ -55,7 +55,7 @@ def show(workflow: Workflow) -> None:
                 job.step or "-",
                 job.task,
                 job.state.value,
-                "-" if job.parents_left is None else str(job.parents_left),
+                str(workflow.parents_left.get(job.id, "-")),
                 f"{job.attempt}/{job.max_attempts}",
                 summary(job),
             ]

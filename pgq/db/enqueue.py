@@ -57,7 +57,7 @@ def _inserted(new: NewJob, job_id: int, state: JobState, run_at: dt.datetime, cr
         None,
         None,
         None,
-        None,
+        False,
         False,
     )
     job: Job = _new_object(Job)

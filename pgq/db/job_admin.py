@@ -10,7 +10,7 @@ from __future__ import annotations
 from pgq._queries import QUERIES
 from pgq.db.driver import Op
 from pgq.errors import JobNotFoundError, JobStateError
-from pgq.job import Job, from_row
+from pgq.job import Job, JobState, from_row
 from pgq.spec import JobFilter, check_job_id
 
 
@@ -45,6 +45,13 @@ def retry(job_id: int) -> Op[Job]:
         yield QUERIES["job_notify_queue"], {"queue": job.queue}
         return job
     job = yield from get(job_id)
+    if job.state == JobState.CANCELLED and job.errors and job.errors[-1].get("type") == "ParentFailed":
+        parent = job.errors[-1].get("parent")
+        raise JobStateError(
+            f"job {job_id} was cancelled because its parent job {parent} failed or was cancelled: "
+            f"retry job {parent}, and this one waits for it again",
+            state=job.state.value,
+        )
     raise JobStateError(
         f"job {job_id} is {job.state.value}; only failed or cancelled jobs can be retried", state=job.state.value
     )

@@ -111,11 +111,13 @@ def enqueue(steps: Sequence[GraphStep], workflow_name: str | None = None) -> Op[
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WorkflowRead:
-    """A workflow's status, its steps in order, and the ids of the steps that end it."""
+    """A workflow's status, its steps in order, the ids of the steps that end it, and
+    how many parents each step with parents still waits for."""
 
     status: WorkflowStatus
     steps: list[Job]
     ends: frozenset[int]
+    parents_left: dict[int, int]
 
 
 def get(workflow_id: int) -> Op[WorkflowRead]:
@@ -126,7 +128,8 @@ def get(workflow_id: int) -> Op[WorkflowRead]:
         raise WorkflowNotFoundError(f"no workflow with id {workflow_id}")
     steps = yield QUERIES["workflow_steps_list"], {"id": workflow_id}
     ends = frozenset(row["id"] for row in steps if row["ends_workflow"])
-    return WorkflowRead(WorkflowStatus(**rows[0]), [from_row(row) for row in steps], ends)
+    left = {row["id"]: row["parents_left"] for row in steps if row["parents_left"] is not None}
+    return WorkflowRead(WorkflowStatus(**rows[0]), [from_row(row) for row in steps], ends, left)
 
 
 def enqueue_and_read(steps: Sequence[GraphStep], name: str) -> Op[WorkflowRead]:

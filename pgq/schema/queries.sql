@@ -281,12 +281,16 @@ SELECT requested.*, pg_notify('pgq_cancel', requested.id::text) IS NULL AS notif
 -- name: job_retry
 -- Put a failed or cancelled job back in the queue now, with at least one attempt left.
 -- A cancel request that stopped it earlier is spent: the new run starts without one.
--- A job with parents that are not final yet waits for them again.
-UPDATE pgq.jobs
-SET state = CASE WHEN parents_left > 0 THEN 'waiting' ELSE 'queued' END, run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
-    max_attempts = greatest(max_attempts, attempt + 1)
-WHERE id = %(id)s AND state IN ('failed', 'cancelled')
-RETURNING *;
+-- A job with parents that are not final yet waits for them again. A job a failed
+-- parent cancelled is not retried by itself: retrying that parent revives it.
+UPDATE pgq.jobs AS j
+SET state = CASE WHEN j.has_parents AND w.parents_left > 0 THEN 'waiting' ELSE 'queued' END,
+    run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
+    max_attempts = greatest(j.max_attempts, j.attempt + 1)
+FROM (SELECT %(id)s::bigint AS id) AS target
+LEFT JOIN pgq.job_waits AS w ON w.job_id = target.id
+WHERE j.id = target.id AND j.state IN ('failed', 'cancelled') AND w.cancelled_by IS NULL
+RETURNING j.*;
 
 -- name: listener_ping
 -- A listener notifies itself (payload: its backend pid), from a second session, to
@@ -315,9 +319,11 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 ), pruned AS (
     DELETE FROM pgq.jobs AS j USING doomed WHERE j.id = doomed.id
-    RETURNING j.id, j.workflow_id, j.parents_left IS NOT NULL AS has_parents, j.has_dependents
+    RETURNING j.id, j.has_parents, j.has_dependents
 ), edges_to_parents AS (
     DELETE FROM pgq.job_parents WHERE job_id IN (SELECT id FROM pruned WHERE has_parents)
+), waits AS (
+    DELETE FROM pgq.job_waits WHERE job_id IN (SELECT id FROM pruned WHERE has_parents)
 ), edges_to_dependents AS (
     DELETE FROM pgq.job_parents WHERE parent_id IN (SELECT id FROM pruned WHERE has_dependents)
 )
@@ -728,12 +734,15 @@ ORDER BY p.position;
 SELECT * FROM pgq.workflow_status WHERE id = %(id)s;
 
 -- name: workflow_steps_list
--- A workflow's steps in the order they were given (their ids ascend with it), and
--- whether each ends it: no other step of the workflow waits for it.
-SELECT j.*, NOT j.has_dependents OR NOT EXISTS (
+-- A workflow's steps in the order they were given (their ids ascend with it), how many
+-- parents each still waits for, and whether each ends the workflow: no other step of it
+-- waits for it.
+SELECT j.*, w.parents_left, NOT j.has_dependents OR NOT EXISTS (
            SELECT FROM pgq.job_parents AS p JOIN pgq.jobs AS c ON c.id = p.job_id
            WHERE p.parent_id = j.id AND c.workflow_id = j.workflow_id) AS ends_workflow
-FROM pgq.jobs AS j WHERE j.workflow_id = %(id)s ORDER BY j.id;
+FROM pgq.jobs AS j
+LEFT JOIN pgq.job_waits AS w ON w.job_id = j.id
+WHERE j.workflow_id = %(id)s ORDER BY j.id;
 
 -- name: workflow_pending_step
 -- The last step of a workflow that is not final (what wait_workflow waits for next).
@@ -775,12 +784,13 @@ SELECT (SELECT count(*) FROM stopped)::int AS cancelled, (SELECT count(*) FROM n
 -- ones a failed parent cancelled: retrying that parent makes them wait again (the
 -- jobs_settle_dependents trigger), and then run after it.
 WITH retried AS (
-    UPDATE pgq.jobs
-    SET state = CASE WHEN parents_left > 0 THEN 'waiting' ELSE 'queued' END, run_at = now(),
-        finished_at = NULL, cancel_requested_at = NULL, max_attempts = greatest(max_attempts, attempt + 1)
-    WHERE workflow_id = %(id)s AND state IN ('failed', 'cancelled')
-      AND (errors -> -1 ->> 'type') IS DISTINCT FROM 'ParentFailed'
-    RETURNING queue
+    UPDATE pgq.jobs AS j
+    SET state = CASE WHEN j.has_parents AND w.parents_left > 0 THEN 'waiting' ELSE 'queued' END, run_at = now(),
+        finished_at = NULL, cancel_requested_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
+    FROM pgq.jobs AS s
+    LEFT JOIN pgq.job_waits AS w ON w.job_id = s.id
+    WHERE s.workflow_id = %(id)s AND j.id = s.id AND j.state IN ('failed', 'cancelled') AND w.cancelled_by IS NULL
+    RETURNING j.queue
 ), woken AS (
     SELECT pg_notify('pgq_jobs', r.queue) FROM (SELECT DISTINCT queue FROM retried) AS r
 )

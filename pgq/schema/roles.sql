@@ -42,7 +42,9 @@ GRANT EXECUTE ON FUNCTION pgq.enqueue(text, jsonb, text, bigint, timestamptz, in
 GRANT USAGE ON SEQUENCE pgq.jobs_id_seq TO pgq_producer, pgq_worker;
 -- Workflows (migration 0014): pgq.enqueue_dependent writes steps and edges as the schema's
 -- owner; the worker settles dependents when it finishes a parent, and cancels workflows.
-GRANT SELECT ON pgq.workflows, pgq.job_parents, pgq.workflow_status TO pgq_reader, pgq_producer, pgq_worker;
+GRANT SELECT ON pgq.workflows, pgq.job_parents, pgq.job_waits, pgq.workflow_status
+    TO pgq_reader, pgq_producer, pgq_worker;
 GRANT DELETE ON pgq.workflows, pgq.job_parents TO pgq_worker;
+GRANT UPDATE, DELETE ON pgq.job_waits TO pgq_worker;
 GRANT EXECUTE ON FUNCTION pgq.enqueue_dependent(text, jsonb, integer[], integer[], bigint[], boolean[])
     TO pgq_producer, pgq_worker;

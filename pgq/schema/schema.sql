@@ -26,7 +26,7 @@ CREATE TABLE pgq.jobs (
     progress        jsonb,
     workflow_id     bigint,
     step            text,
-    parents_left    integer,
+    has_parents     boolean     NOT NULL DEFAULT false,
     has_dependents  boolean     NOT NULL DEFAULT false,
 
     CONSTRAINT jobs_state_valid CHECK (
@@ -50,9 +50,8 @@ CREATE TABLE pgq.jobs (
     CONSTRAINT jobs_idempotency_key_valid CHECK (
         idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
     CONSTRAINT jobs_step_valid CHECK (step IS NULL OR length(step) BETWEEN 1 AND 200),
-    CONSTRAINT jobs_parents_left_valid CHECK (parents_left IS NULL OR parents_left >= 0),
     -- Only a job with parents can wait (pgq.job_parents, migration 0014).
-    CONSTRAINT jobs_waiting_has_parents CHECK (state <> 'waiting' OR parents_left IS NOT NULL),
+    CONSTRAINT jobs_waiting_has_parents CHECK (state <> 'waiting' OR has_parents),
     CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object'),
     -- Every time within what Python reads back in any session time zone (pgq/_times.py).
     CONSTRAINT jobs_times_in_range CHECK (
@@ -80,7 +79,7 @@ COMMENT ON COLUMN pgq.jobs.progress IS 'Latest progress a running task reported:
 
 COMMENT ON COLUMN pgq.jobs.workflow_id IS 'The workflow (pgq.workflows) this job is a step of; NULL for a lone job.';
 COMMENT ON COLUMN pgq.jobs.step IS 'The step''s name within its workflow (unique there).';
-COMMENT ON COLUMN pgq.jobs.parents_left IS 'Parents (pgq.job_parents) not final yet; NULL when the job has no parents.';
+COMMENT ON COLUMN pgq.jobs.has_parents IS 'The job waits for other jobs (pgq.job_parents); pgq.job_waits counts those not final.';
 COMMENT ON COLUMN pgq.jobs.has_dependents IS 'Some job waits for this one: its final state settles them (pgq.settle_dependents).';
 
 COMMENT ON TABLE pgq.jobs IS 'One row per job. States: waiting, scheduled, queued, running, retrying, succeeded, failed, cancelled.';
@@ -582,7 +581,10 @@ REVOKE EXECUTE ON FUNCTION pgq.enqueue(text, jsonb, text, bigint, timestamptz, i
 -- columns and one edge table, so it can be read with SQL:
 --   pgq.job_parents       one row per edge (job_id waits for parent_id), in the order the
 --                         parents were given (position);
---   jobs.parents_left     how many parents are not final yet (NULL: the job has none);
+--   pgq.job_waits         per job with parents: how many are not final yet, and which
+--                         failed parent cancelled it (a narrow row of its own: a fan-in
+--                         of 10,000 parents updates it 10,000 times);
+--   jobs.has_parents      the job has parents (it can wait; its worker reads their results);
 --   jobs.has_dependents   some job waits for this one (the trigger below only fires then,
 --                         so jobs outside workflows pay nothing on claim and completion);
 --   jobs.workflow_id/step the workflow a job is a step of, and the step's name;
@@ -619,6 +621,21 @@ CREATE INDEX job_parents_parent_idx ON pgq.job_parents (parent_id);
 
 COMMENT ON TABLE pgq.job_parents IS 'Dependencies: job_id waits until parent_id is final. position orders a job''s parents.';
 
+-- The count a waiting job waits on, apart from its (wide, often rewritten) jobs row:
+-- a narrow row on a page with room, so that the many updates of a big fan-in stay HOT
+-- and cheap. cancelled_by: the failed or cancelled parent that cancelled the job (a
+-- retry of that parent makes it wait again; a job cancelled by hand stays cancelled).
+CREATE TABLE pgq.job_waits (
+    job_id       bigint  PRIMARY KEY,
+    parents_left integer NOT NULL,
+    cancelled_by bigint,
+
+    CONSTRAINT job_waits_parents_left_valid CHECK (parents_left >= 0)
+)
+WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_cost_delay = 0);
+
+COMMENT ON TABLE pgq.job_waits IS 'Per job with parents: parents_left (not final yet) and cancelled_by (the failed parent that cancelled it).';
+
 -- The error entry of a job cancelled because a parent failed or was cancelled.
 CREATE FUNCTION pgq.parent_failed_error(attempt integer, parent_id bigint, parent_task text, parent_state text)
 RETURNS jsonb
@@ -632,11 +649,10 @@ $$;
 -- A parent reached a final state, or left one (a retry). Fires only for jobs with
 -- dependents (the trigger's WHEN), in the transaction that changed the parent.
 --
--- Exactly once: each dependent's parents_left is decremented by an UPDATE of the
--- dependent's row. Parents finishing at the same moment on different workers queue on
--- that row lock, and READ COMMITTED evaluates each UPDATE on the row version the
--- previous one committed, so exactly one of them sees parents_left = 1 and makes the job
--- ready. A parent's final state is written once per attempt by a guarded statement (the
+-- Exactly once: each dependent's count in pgq.job_waits is decremented by an UPDATE of
+-- its row. Parents finishing at the same moment on different workers queue on that row
+-- lock, and READ COMMITTED evaluates each UPDATE on the row version the previous one
+-- committed, so exactly one of them takes the count to 0 and makes the job ready. A parent's final state is written once per attempt by a guarded statement (the
 -- outcome batch, the rescuer, a cancel), so no parent is counted twice, whichever path
 -- finished it, and a worker killed before its commit changed nothing.
 CREATE FUNCTION pgq.settle_dependents() RETURNS trigger
@@ -645,52 +661,61 @@ DECLARE
     was_final boolean := OLD.state IN ('succeeded', 'failed', 'cancelled');
     now_final boolean := NEW.state IN ('succeeded', 'failed', 'cancelled');
     broke boolean := NEW.state IN ('failed', 'cancelled');
+    cancelled_ids bigint[];
     woken integer;
 BEGIN
     IF now_final AND NOT was_final THEN
-        WITH settled AS (
+        -- Count this parent off, then move the jobs it decides: the last parent makes a
+        -- waiting job ready, a failed one cancels it (unless it runs after failures).
+        WITH counted AS (
+            UPDATE pgq.job_waits AS w
+            SET parents_left = w.parents_left - 1
+            FROM pgq.job_parents AS p
+            WHERE p.parent_id = NEW.id AND w.job_id = p.job_id
+            RETURNING w.job_id, w.parents_left, broke AND p.cancel_on_failure AS cancels
+        ), settled AS (
             UPDATE pgq.jobs AS c
-            SET parents_left = c.parents_left - 1,
-                state = CASE
-                    WHEN c.state <> 'waiting' THEN c.state
-                    WHEN broke AND p.cancel_on_failure THEN 'cancelled'
-                    WHEN c.parents_left > 1 THEN 'waiting'
-                    WHEN c.run_at > now() THEN 'scheduled'
-                    ELSE 'queued' END,
-                finished_at = CASE
-                    WHEN c.state = 'waiting' AND broke AND p.cancel_on_failure THEN now() ELSE c.finished_at END,
+            SET state = CASE WHEN k.cancels THEN 'cancelled' WHEN c.run_at > now() THEN 'scheduled' ELSE 'queued' END,
+                finished_at = CASE WHEN k.cancels THEN now() END,
                 errors = CASE
-                    WHEN c.state = 'waiting' AND broke AND p.cancel_on_failure
-                    THEN c.errors || pgq.parent_failed_error(c.attempt, NEW.id, NEW.task, NEW.state)
+                    WHEN k.cancels THEN c.errors || pgq.parent_failed_error(c.attempt, NEW.id, NEW.task, NEW.state)
                     ELSE c.errors END
-            FROM pgq.job_parents AS p
-            WHERE p.parent_id = NEW.id AND c.id = p.job_id
-            RETURNING c.queue, c.state
+            FROM counted AS k
+            WHERE c.id = k.job_id AND c.state = 'waiting' AND (k.cancels OR k.parents_left = 0)
+            RETURNING c.id, c.queue, c.state
         )
-        -- Wake the workers of the queues that have a job ready now (one statement: this
-        -- runs once per finished parent; PostgreSQL folds repeated notifications).
-        SELECT count(*) INTO woken FROM settled
-        WHERE state IN ('queued', 'scheduled') AND pg_notify('pgq_jobs', queue) IS NULL;
+        -- Wake the workers of the queues that have a job ready now (PostgreSQL folds
+        -- repeated notifications), and remember which jobs this parent cancelled.
+        SELECT array_agg(id) FILTER (WHERE state = 'cancelled'),
+               count(*) FILTER (WHERE state IN ('queued', 'scheduled') AND pg_notify('pgq_jobs', queue) IS NULL)
+        INTO cancelled_ids, woken
+        FROM settled;
+        IF cancelled_ids IS NOT NULL THEN
+            UPDATE pgq.job_waits SET cancelled_by = NEW.id WHERE job_id = ANY(cancelled_ids);
+        END IF;
     ELSIF was_final AND NOT now_final THEN
-        -- Retried: the dependents count this parent again. Those it cancelled wait
-        -- again, unless another parent they need is still failed or cancelled, and so do
-        -- those that were ready but have not started (retried with it, or run anyway).
-        UPDATE pgq.jobs AS c
-        SET parents_left = c.parents_left + 1,
-            state = CASE WHEN r.revive OR c.state IN ('queued', 'scheduled') THEN 'waiting' ELSE c.state END,
-            finished_at = CASE WHEN r.revive THEN NULL ELSE c.finished_at END
-        FROM (
-            SELECT p.job_id,
-                   d.state = 'cancelled' AND d.errors -> -1 ->> 'type' = 'ParentFailed'
-                   AND NOT EXISTS (
-                       SELECT FROM pgq.job_parents AS q JOIN pgq.jobs AS o ON o.id = q.parent_id
-                       WHERE q.job_id = p.job_id AND q.parent_id <> NEW.id AND q.cancel_on_failure
-                         AND o.state IN ('failed', 'cancelled')) AS revive
+        -- Retried: the dependents count this parent again. Those a failed parent
+        -- cancelled wait again, unless a parent they need is still failed or cancelled,
+        -- and so do those that were ready but have not started (retried with it, or
+        -- run after failures).
+        UPDATE pgq.job_waits AS w
+        SET parents_left = w.parents_left + 1
+        FROM pgq.job_parents AS p
+        WHERE p.parent_id = NEW.id AND w.job_id = p.job_id;
+        WITH revived AS (
+            UPDATE pgq.jobs AS c
+            SET state = 'waiting', finished_at = NULL
             FROM pgq.job_parents AS p
-            JOIN pgq.jobs AS d ON d.id = p.job_id
-            WHERE p.parent_id = NEW.id
-        ) AS r
-        WHERE c.id = r.job_id;
+            JOIN pgq.job_waits AS w ON w.job_id = p.job_id
+            WHERE p.parent_id = NEW.id AND c.id = p.job_id
+              AND (c.state IN ('queued', 'scheduled')
+                   OR (c.state = 'cancelled' AND w.cancelled_by IS NOT NULL AND NOT EXISTS (
+                       SELECT FROM pgq.job_parents AS q JOIN pgq.jobs AS o ON o.id = q.parent_id
+                       WHERE q.job_id = c.id AND q.parent_id <> NEW.id AND q.cancel_on_failure
+                         AND o.state IN ('failed', 'cancelled'))))
+            RETURNING c.id
+        )
+        UPDATE pgq.job_waits AS w SET cancelled_by = NULL FROM revived WHERE w.job_id = revived.id;
     END IF;
     RETURN NULL;
 END;
@@ -786,12 +811,12 @@ BEGIN
                  FROM generate_series(1, jsonb_array_length(steps)));
 
     INSERT INTO pgq.jobs (id, queue, task, args, state, priority, run_at, max_attempts,
-                          workflow_id, step, parents_left, has_dependents)
+                          workflow_id, step, has_parents, has_dependents)
     OVERRIDING SYSTEM VALUE
     SELECT ids[s.n + 1], s.queue, s.task, s.args,
            CASE WHEN k.open > 0 OR k.broken THEN 'waiting'
                 WHEN s.due > now() THEN 'scheduled' ELSE 'queued' END,
-           s.priority, s.due, s.max_attempts, wf, s.step, k.open, s.has_dependents
+           s.priority, s.due, s.max_attempts, wf, s.step, k.step IS NOT NULL, s.has_dependents
     FROM (
         SELECT r.*, coalesce(r.run_at, now() + r.delay, now()) AS due
         FROM jsonb_to_recordset(steps) AS r(
@@ -809,6 +834,16 @@ BEGIN
     ) AS k ON k.step = s.n
     ORDER BY s.n;
 
+    INSERT INTO pgq.job_waits (job_id, parents_left)
+    SELECT ids[k.step + 1], k.open
+    FROM (
+        SELECT e.step, count(*) FILTER (
+                   WHERE e.parent_step IS NOT NULL OR o.state NOT IN ('succeeded', 'failed', 'cancelled')) AS open
+        FROM unnest(edge_step, edge_parent_step, edge_parent_id) AS e(step, parent_step, parent_id)
+        LEFT JOIN unnest(outside_ids, outside_states) AS o(id, state) ON o.id = e.parent_id
+        GROUP BY e.step
+    ) AS k;
+
     INSERT INTO pgq.job_parents (job_id, parent_id, position, cancel_on_failure)
     SELECT ids[e.step + 1], coalesce(ids[e.parent_step + 1], e.parent_id),
            row_number() OVER (PARTITION BY e.step ORDER BY e.n) - 1, e.cancel
@@ -817,16 +852,20 @@ BEGIN
 
     -- A step whose existing parent already failed or was cancelled is cancelled now;
     -- the trigger passes that on to the steps that wait for it.
-    UPDATE pgq.jobs AS j
-    SET state = 'cancelled', finished_at = now(),
-        errors = j.errors || pgq.parent_failed_error(j.attempt, b.id, b.task, b.state)
-    FROM (
+    WITH blocked AS (
         SELECT DISTINCT ON (p.job_id) p.job_id, o.id, o.task, o.state
         FROM pgq.job_parents AS p JOIN pgq.jobs AS o ON o.id = p.parent_id
         WHERE p.job_id = ANY(ids) AND p.cancel_on_failure AND o.state IN ('failed', 'cancelled')
         ORDER BY p.job_id, p.position
-    ) AS b
-    WHERE j.id = b.job_id AND j.state = 'waiting';
+    ), cancelled AS (
+        UPDATE pgq.jobs AS j
+        SET state = 'cancelled', finished_at = now(),
+            errors = j.errors || pgq.parent_failed_error(j.attempt, b.id, b.task, b.state)
+        FROM blocked AS b
+        WHERE j.id = b.job_id AND j.state = 'waiting'
+        RETURNING j.id, b.id AS parent_id
+    )
+    UPDATE pgq.job_waits AS w SET cancelled_by = c.parent_id FROM cancelled AS c WHERE w.job_id = c.id;
 
     RETURN QUERY SELECT * FROM pgq.jobs WHERE id = ANY(ids) ORDER BY id;
 END;

@@ -237,7 +237,7 @@ class Worker:
         began = time.perf_counter()
         assert self._pool is not None
         try:
-            if job.parents_left is not None:  # a dependent job reads its parents' results
+            if job.has_parents:  # a dependent job reads its parents' results
                 ctx.parents = await claims.parents_of(self._pool, job.id)
             outcome = await execute(self.app, ctx)
         except Exception:
