@@ -22,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO for worker and api, WARNING for one-shot commands; demo logs to a file",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["human", "json"],
+        help="human (default), or json: one object per line with job_id, task, queue, attempt, worker_id "
+        "(default: PGQ_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("migrate", help="create or upgrade the pgq schema (safe to run twice, or concurrently)")
@@ -45,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-listen", action="store_true", help="poll only; when no direct connection can LISTEN")
     p.add_argument("--listen-url", help="direct DSN for LISTEN only, past PgBouncer (default: PGQ_LISTEN_URL)")
     p.add_argument("--shutdown-timeout", type=float, help="seconds running jobs get after SIGTERM (default 30)")
+    p.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (default: PGQ_METRICS_PORT)"
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("enqueue", help="enqueue a job by task name")
