@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pgq.logs import formatter
 from pgq.settings import LogFormat
@@ -30,5 +31,6 @@ def log_format(given: str | None) -> LogFormat:
     """--log-format, else PGQ_LOG_FORMAT, else human."""
     value = (given or os.environ.get("PGQ_LOG_FORMAT", "") or "human").strip().lower()
     if value not in LOG_FORMATS:
-        raise SystemExit(f"pgq: error: PGQ_LOG_FORMAT must be human or json, got {value!r}")
+        print(f"pgq: error: PGQ_LOG_FORMAT must be human or json, got {value!r}", file=sys.stderr)
+        raise SystemExit(2)  # a configuration error, like every other bad setting
     return "json" if value == "json" else "human"
