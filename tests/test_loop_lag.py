@@ -10,7 +10,10 @@ import pytest
 
 import pgq
 from pgq.worker.metrics import NO_METRICS, WorkerMetrics
+from tests.conftest import ROOT
 from tests.helpers import running_worker, wait_final
+
+README = ROOT / "README.md"
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +50,8 @@ async def test_a_sync_call_in_an_async_task_shows_as_loop_lag_and_a_warning_nami
     message = warning.getMessage()
     assert message.startswith(f"job {job.id} blocker has blocked the event loop for ")
     assert "test_loop_lag.py" in message and "in blocker" in message
+    advice = message.split(": ", 1)[1]  # the README quotes the warning
+    assert advice in " ".join(README.read_text(encoding="utf-8").split())
     assert getattr(warning, "job_id", None) == job.id and getattr(warning, "task", None) == "blocker"
 
 

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import pgq
 from tests.helpers import WorkerProcesses, count_rows, wait_until
+from tests.test_observability_docs import base_name, documented_worker_metrics
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -93,3 +94,6 @@ def test_a_scraped_worker_counts_what_the_table_holds(dsn: str, start_worker: Wo
     assert after[("pgq_worker_heartbeat_failures_total", ())] == 0
     assert after[("pgq_worker_event_loop_lag_seconds_count", ())] > 0
     assert after[("pgq_worker_listener_connects_total", ())] == 1
+    # The README's table lists exactly what a worker serves.
+    served = {base_name(name) for name, _ in after if name.startswith("pgq_") and not name.endswith("_created")}
+    assert served == documented_worker_metrics()

@@ -7,18 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 APP = "pgq.bench.tasks:app"
 
 
 @contextlib.contextmanager
-def worker_processes(dsn: str, count: int, concurrency: int) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``count`` worker processes (logging at WARNING); SIGTERM them on exit."""
+def worker_processes(
+    dsn: str, count: int, concurrency: int, options: Sequence[str] = ()
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``count`` worker processes (logging at WARNING, with ``options`` added); SIGTERM them on exit."""
     env = {**os.environ, "DATABASE_URL": dsn}
     command = [sys.executable, "-m", "pgq", "--log-level", "WARNING", "worker", "--app", APP]
     procs = [
-        subprocess.Popen([*command, "--concurrency", str(concurrency)], env=env, stdin=subprocess.DEVNULL)
+        subprocess.Popen([*command, "--concurrency", str(concurrency), *options], env=env, stdin=subprocess.DEVNULL)
         for _ in range(count)
     ]
     try:

@@ -70,6 +70,14 @@ async def drain(app: App, dsn: str, n: int, workers: int, concurrency: int, batc
     return Result("drain", n, seconds, note=f"{workers} process(es) x concurrency {concurrency}")
 
 
+async def drain_metrics(app: App, dsn: str, n: int, workers: int, concurrency: int, batch: int, on: bool) -> Result:
+    """``drain`` with each worker serving Prometheus metrics (on a port nobody scrapes) or not."""
+    await prefill(app, n, batch)
+    with worker_processes(dsn, workers, concurrency, ("--metrics-port", "0") if on else ()) as procs:
+        seconds = await wait_finished(dsn, n, procs)
+    return Result(f"drain_metrics_{'on' if on else 'off'}", n, seconds, note="metrics " + ("on" if on else "off"))
+
+
 async def _stamps(dsn: str) -> list[dict[str, float]]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = conn.cursor(row_factory=dict_row)

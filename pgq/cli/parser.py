@@ -132,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=200.0, help="jobs/s the steady-state producer sends (default 200)")
     p.add_argument("--batch", type=int, default=5_000, help="jobs per enqueue_many call (default 5000)")
     p.add_argument("--samples", type=int, default=200, help="jobs of the idle wake-up latency run (default 200)")
-    p.add_argument("--only", help="comma-separated workloads: enqueue_one,enqueue_bulk,drain,latency,steady")
+    p.add_argument(
+        "--only",
+        help="comma-separated workloads: enqueue_one,enqueue_bulk,drain,latency,steady; and, only when named, "
+        "metrics (the drain with worker metrics off and on, alternating)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_bench)
 
