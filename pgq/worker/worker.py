@@ -253,7 +253,7 @@ class Worker:
         try:
             if job.parents_left is not None:  # a dependent job reads its parents' results
                 ctx.parents = await claims.parents_of(self._pool, job.id)
-                        outcome = await execute(self.app, ctx, self.settings.trace_parent)
+            outcome = await execute(self.app, ctx, self.settings.trace_parent)
         except Exception:
             # A bug in pgq itself, not in the task (execute turns task errors into
             # outcomes): the heartbeat stops covering the job, so it is rescued.
