@@ -4,9 +4,10 @@ The API's ``/metrics`` says what the tables hold; these say what one worker proc
 does: how long each task runs, how it ends, how long jobs waited, how the claims and the
 outcome writes go, whether the heartbeat and LISTEN are healthy, and how late its event
 loop runs. Cheap when nobody scrapes: without a port the worker holds ``NO_METRICS``,
-whose hooks do nothing; with one, a job costs a few dict lookups and three observations
-on cached label children, and the gauges (jobs in flight, claimed ahead, listener up,
-heartbeat age) are read from the worker's state only when Prometheus scrapes.
+whose hooks do nothing; with one, a job costs two dict lookups, two bucket increments
+and a counter (about 1.5 µs), and everything is turned into Prometheus metrics only when
+scraped: the gauges (jobs in flight, claimed ahead, listener up) are read from the
+worker's state then.
 
 Label values are bounded: ``task`` is a task the app registers (any other name a row
 carries is counted as ``_unknown``) and ``queue`` one the worker serves.
@@ -14,12 +15,13 @@ carries is counted as ``_unknown``) and ``queue`` one the worker serves.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pgq.job import Job
@@ -67,87 +69,57 @@ class NoMetrics:
 NO_METRICS = NoMetrics()
 
 
-class WorkerState(Collector):
-    """Gauges read from the worker when scraped: nothing is paid between scrapes."""
+class Histogram:
+    """Bucket counts and a sum, added to on the worker's loop and read when scraped.
 
-    def __init__(self, readings: dict[str, tuple[str, Callable[[], float]]]) -> None:
-        self.readings = readings
-        self.heartbeat_failures = 0
-        self.last_heartbeat: float | None = None
+    Not prometheus_client's Histogram: its ``observe`` takes a lock and costs about
+    2 µs, a bisect and two additions cost a tenth of that. Only the loop's thread
+    writes; a scrape that reads mid-update is off by one observation at most.
+    """
 
-    def collect(self) -> Iterator[Metric]:
-        for name, (doc, read) in self.readings.items():
-            family = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
-            yield family(name.removesuffix("_total"), doc, value=read())
-        yield CounterMetricFamily(
-            "pgq_worker_heartbeat_failures", "Heartbeats that failed.", value=self.heartbeat_failures
-        )
-        if self.last_heartbeat is not None:
-            yield GaugeMetricFamily(
-                "pgq_worker_heartbeat_last_success_timestamp_seconds",
-                "Unix time of the last heartbeat the database accepted.",
-                value=self.last_heartbeat,
-            )
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # le is inclusive
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, total = [], 0
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            total += count
+            out.append((bound, float(total)))
+        return out
 
 
 class WorkerMetrics(NoMetrics):
-    """The hooks, counting, in a registry of this worker's own."""
+    """The hooks, counting into plain numbers that one collector exposes when scraped."""
 
     enabled = True
 
     def __init__(self, tasks: Collection[str], worker_id: str, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.worker_id = worker_id
         self._tasks = frozenset(tasks)
-        r = self.registry
-        Gauge("pgq_worker_info", "This worker process (value 1).", ["worker_id"], registry=r).labels(worker_id).set(1)
-        self.duration = Histogram(
-            "pgq_job_duration_seconds",
-            "Time a task ran, per attempt (queue wait not included).",
-            ["task", "queue"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.outcomes = Counter(
-            "pgq_job_outcomes", "Attempts recorded, by how they ended.", ["task", "outcome"], registry=r
-        )
-        self.wait = Histogram(
-            "pgq_job_queue_wait_seconds",
-            "Time from a job's run_at to the start of its attempt.",
-            ["queue"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.claims = Counter("pgq_worker_claims", "Claim statements run.", registry=r)
-        self.claimed_jobs = Counter("pgq_worker_claimed_jobs", "Jobs claimed.", registry=r)
-        self.claim_size = Histogram(
-            "pgq_worker_claim_size_jobs", "Jobs per claim statement.", buckets=SIZE_BUCKETS, registry=r
-        )
-        self.claim_latency = Histogram(
-            "pgq_worker_claim_seconds", "Time of one claim statement.", buckets=LAG_BUCKETS, registry=r
-        )
-        self.batch_size = Histogram(
-            "pgq_worker_outcome_batch_size_jobs", "Outcomes per write.", buckets=SIZE_BUCKETS, registry=r
-        )
-        self.write_latency = Histogram(
-            "pgq_worker_outcome_write_seconds", "Time of one outcome batch write.", buckets=LAG_BUCKETS, registry=r
-        )
-        self.lag = Histogram(
-            "pgq_worker_event_loop_lag_seconds",
-            "How late the event loop ran a timer (sampled a few times a second).",
-            buckets=LAG_BUCKETS,
-            registry=r,
-        )
-        self.blocks = Counter(
-            "pgq_worker_event_loop_blocked", "Times the event loop was held past the warning threshold.", registry=r
-        )
-        self.state = WorkerState({})
-        self._children: dict[tuple[str, str], Any] = {}
+        self.durations: dict[tuple[str, str], Histogram] = {}
+        self.outcomes: dict[tuple[str, str], int] = {}
+        self.waits: dict[str, Histogram] = {}
+        self.claims = self.claimed_jobs = self.blocks = self.heartbeat_failures = 0
+        self.last_heartbeat: float | None = None
+        self.claim_size, self.claim_latency = Histogram(SIZE_BUCKETS), Histogram(LAG_BUCKETS)
+        self.batch_size, self.write_latency = Histogram(SIZE_BUCKETS), Histogram(LAG_BUCKETS)
+        self.lag = Histogram(LAG_BUCKETS)
+        self.readings: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.registry.register(_Exposition(self))
         self._server: Any = None
 
     def watch(self, readings: dict[str, tuple[str, Callable[[], float]]]) -> None:
-        """Gauges read at scrape time: name -> (help, read)."""
-        self.state.readings = readings
-        self.registry.register(self.state)
+        """Values read at scrape time: name -> (help, read); a name ending in _total is a counter."""
+        self.readings = readings
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - Prometheus scrapes from elsewhere
         """Serve /metrics on a daemon thread; return the port (the one chosen when 0)."""
@@ -160,32 +132,27 @@ class WorkerMetrics(NoMetrics):
             self._server.server_close()
             self._server = None
 
-    def _task(self, job: Job) -> str:
-        return job.task if job.task in self._tasks else UNKNOWN_TASK
-
-    def _child(self, kind: str, key: str, make: Callable[[], Any]) -> Any:
-        child = self._children.get((kind, key))
-        if child is None:
-            child = self._children[kind, key] = make()
-        return child
-
     def started(self, job: Job) -> None:
         if job.started_at is not None:
-            waited = (job.started_at - job.run_at).total_seconds()
-            self._child("wait", job.queue, lambda: self.wait.labels(job.queue)).observe(max(waited, 0.0))
+            wait = self.waits.get(job.queue)
+            if wait is None:
+                wait = self.waits[job.queue] = Histogram(DURATION_BUCKETS)
+            wait.observe(max((job.started_at - job.run_at).total_seconds(), 0.0))
 
     def ran(self, job: Job, seconds: float) -> None:
-        task = self._task(job)
-        key = f"{task}\x00{job.queue}"
-        self._child("ran", key, lambda: self.duration.labels(task, job.queue)).observe(seconds)
+        key = (job.task if job.task in self._tasks else UNKNOWN_TASK, job.queue)
+        duration = self.durations.get(key)
+        if duration is None:
+            duration = self.durations[key] = Histogram(DURATION_BUCKETS)
+        duration.observe(seconds)
 
     def recorded(self, job: Job, outcome: Outcome) -> None:
-        task, label = self._task(job), outcome_label(outcome)
-        self._child("outcome", f"{task}\x00{label}", lambda: self.outcomes.labels(task, label)).inc()
+        key = (job.task if job.task in self._tasks else UNKNOWN_TASK, outcome_label(outcome))
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
     def claimed(self, jobs: int, seconds: float) -> None:
-        self.claims.inc()
-        self.claimed_jobs.inc(jobs)
+        self.claims += 1
+        self.claimed_jobs += jobs
         self.claim_size.observe(jobs)
         self.claim_latency.observe(seconds)
 
@@ -197,13 +164,74 @@ class WorkerMetrics(NoMetrics):
         self.lag.observe(seconds)
 
     def loop_blocked(self) -> None:
-        self.blocks.inc()
+        self.blocks += 1
 
     def heartbeat(self, ok: bool) -> None:
         if ok:
-            self.state.last_heartbeat = time.time()
+            self.last_heartbeat = time.time()
         else:
-            self.state.heartbeat_failures += 1
+            self.heartbeat_failures += 1
+
+
+def _histogram(name: str, doc: str, labels: list[str], series: dict[Any, Histogram]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for key, histogram in list(series.items()):
+        values = list(key) if isinstance(key, tuple) else [key]
+        family.add_metric(values, histogram.buckets(), sum_value=histogram.sum)
+    return family
+
+
+class _Exposition(Collector):
+    """Everything a worker's /metrics shows, built from its numbers when scraped."""
+
+    def __init__(self, m: WorkerMetrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        info = GaugeMetricFamily("pgq_worker_info", "This worker process (value 1).", labels=["worker_id"])
+        info.add_metric([m.worker_id], 1)
+        yield info
+        yield _histogram(
+            "pgq_job_duration_seconds",
+            "Time a task ran, per attempt (queue wait not included).",
+            ["task", "queue"],
+            m.durations,
+        )
+        outcomes = CounterMetricFamily(
+            "pgq_job_outcomes", "Attempts recorded, by how they ended.", labels=["task", "outcome"]
+        )
+        for (task, label), count in list(m.outcomes.items()):
+            outcomes.add_metric([task, label], count)
+        yield outcomes
+        yield _histogram(
+            "pgq_job_queue_wait_seconds", "Time from a job's run_at to its attempt's start.", ["queue"], m.waits
+        )
+        yield CounterMetricFamily("pgq_worker_claims", "Claim statements run.", value=m.claims)
+        yield CounterMetricFamily("pgq_worker_claimed_jobs", "Jobs claimed.", value=m.claimed_jobs)
+        for name, doc, histogram in (
+            ("pgq_worker_claim_size_jobs", "Jobs per claim statement.", m.claim_size),
+            ("pgq_worker_claim_seconds", "Time of one claim statement.", m.claim_latency),
+            ("pgq_worker_outcome_batch_size_jobs", "Outcomes per write.", m.batch_size),
+            ("pgq_worker_outcome_write_seconds", "Time of one outcome batch write.", m.write_latency),
+            ("pgq_worker_event_loop_lag_seconds", "How late the event loop ran a timer (sampled every 0.1 s).", m.lag),
+        ):
+            yield _histogram(name, doc, [], {(): histogram})
+        yield CounterMetricFamily(
+            "pgq_worker_event_loop_blocked", "Times the event loop was held past the warning threshold.", value=m.blocks
+        )
+        yield CounterMetricFamily(
+            "pgq_worker_heartbeat_failures", "Heartbeats that failed.", value=m.heartbeat_failures
+        )
+        if m.last_heartbeat is not None:
+            yield GaugeMetricFamily(
+                "pgq_worker_heartbeat_last_success_timestamp_seconds",
+                "Unix time of the last heartbeat the database accepted.",
+                value=m.last_heartbeat,
+            )
+        for name, (doc, read) in m.readings.items():
+            family = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
+            yield family(name.removesuffix("_total"), doc, value=read())
 
 
 def worker_metrics(port: int | None, tasks: Collection[str], worker_id: str) -> NoMetrics:
