@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pgq
+import pgq.worker
 from tests.helpers import WorkerProcesses, count_rows, wait_until
 from tests.test_observability_docs import base_name, documented_worker_metrics
 
@@ -97,3 +98,21 @@ def test_a_scraped_worker_counts_what_the_table_holds(dsn: str, start_worker: Wo
     # The README's table lists exactly what a worker serves.
     served = {base_name(name) for name, _ in after if name.startswith("pgq_") and not name.endswith("_created")}
     assert served == documented_worker_metrics()
+
+
+@pytest.mark.anyio
+async def test_a_metrics_port_in_use_stops_the_worker_before_it_claims(dsn: str) -> None:
+    app = pgq.App(dsn)
+
+    @app.task
+    async def quick() -> None:
+        pass
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = pgq.worker.Worker(app, metrics_port=port)
+        with pytest.raises(pgq.ConfigError, match=rf"cannot serve metrics on port {port} \(PGQ_METRICS_PORT\)"):
+            await worker.run()
+    assert worker._pool is None  # nothing was opened

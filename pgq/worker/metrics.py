@@ -113,12 +113,13 @@ class WorkerMetrics(NoMetrics):
         self.claim_size, self.claim_latency = Histogram(SIZE_BUCKETS), Histogram(LAG_BUCKETS)
         self.batch_size, self.write_latency = Histogram(SIZE_BUCKETS), Histogram(LAG_BUCKETS)
         self.lag = Histogram(LAG_BUCKETS)
-        self.readings: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.readings: dict[str, tuple[str, Callable[[], float | None]]] = {}
         self.registry.register(_Exposition(self))
         self._server: Any = None
 
-    def watch(self, readings: dict[str, tuple[str, Callable[[], float]]]) -> None:
-        """Values read at scrape time: name -> (help, read); a name ending in _total is a counter."""
+    def watch(self, readings: dict[str, tuple[str, Callable[[], float | None]]]) -> None:
+        """Values read at scrape time: name -> (help, read); a name ending in _total is a
+        counter; a reading of None shows no sample."""
         self.readings = readings
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 - Prometheus scrapes from elsewhere
@@ -230,8 +231,10 @@ class _Exposition(Collector):
                 value=m.last_heartbeat,
             )
         for name, (doc, read) in m.readings.items():
-            family = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
-            yield family(name.removesuffix("_total"), doc, value=read())
+            value = read()
+            if value is not None:
+                family = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
+                yield family(name.removesuffix("_total"), doc, value=value)
 
 
 def worker_metrics(port: int | None, tasks: Collection[str], worker_id: str) -> NoMetrics:

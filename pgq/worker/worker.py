@@ -100,6 +100,7 @@ class Worker:
         self._hurry = asyncio.Event()
         self._ahead: ClaimAhead[Running] = ClaimAhead(settings.concurrency, self._stale_claims)
         self._completer: Completer | None = None
+        self.listener: Listener | None = None
         self._hand_back: HandBack | None = None
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self.outage = Outage(app.dsn)
@@ -141,6 +142,7 @@ class Worker:
         """Work until ``stop()`` (or SIGTERM/SIGINT when run in the main thread)."""
         dsn, s = self.app.dsn, self.settings
         WORKER_ID.set(self.id)  # JSON log lines name the worker
+        self.loop_lag = observe.start(self)  # a metrics port in use fails here, before anything started
         self._pool = pool = await open_pool(dsn, s)
         identity = Identity(self.id, self.host, self.pid, self.queues, s.concurrency, sorted(self.app.schedules))
         heartbeat = Heartbeat(pool, identity, self.jobs, s.heartbeat_interval, self.outage, self.metrics.heartbeat)
@@ -162,12 +164,11 @@ class Worker:
         self.leadership = Leadership(pool, self.id, s.maintenance_interval, duties, self.outage)
         completer = asyncio.create_task(self._completer.run())
         background = [asyncio.create_task(heartbeat.run()), asyncio.create_task(self.leadership.run())]
-        listener = None
         if s.listen:
             listen_dsn, direct = self.app.listen_dsn, s.listen_url is not None
             listener = Listener(listen_dsn, self.queues, self.wake, self.cancel, s.poll_interval, allow_pooler=direct)
+            self.listener = listener
             background.append(asyncio.create_task(listener.run()))
-        self.loop_lag = observe.start(self, self._completer, listener)
         background.append(asyncio.create_task(self.loop_lag.run()))
         log.info(
             "worker %s started: queues=%s concurrency=%d wake-up=%s poll=%ss tasks=%s",
@@ -269,8 +270,7 @@ class Worker:
             self._start_waiting()
             if more:
                 self._wake.set()
-        elapsed = time.perf_counter() - began
-        self._ahead.timed(elapsed)
+        self._ahead.timed(elapsed := time.perf_counter() - began)
         self.metrics.ran(job, elapsed)
         running.executed = True
         assert self._completer is not None
