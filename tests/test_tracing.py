@@ -105,6 +105,26 @@ async def test_a_job_enqueued_in_a_span_runs_in_a_child_span_of_the_same_trace(
     assert alone.parent is None and alone.context.trace_id != trace_id
 
 
+async def test_bulk_enqueue_records_the_trace_context_on_every_path(dsn: str, spans: InMemorySpanExporter) -> None:
+    """COPY (ready now, no key), the multi-row INSERT (keys or times), and the caller's connection."""
+    from opentelemetry import trace
+
+    app = pgq.App(dsn)
+    async with app:
+        with trace.get_tracer("tests").start_as_current_span("batch") as parent:
+            copied = await app.enqueue_many([{"task": "t"}, {"task": "t"}])
+            inserted = await app.enqueue_many([{"task": "t", "idempotency_key": "k1"}, {"task": "t", "delay": 60}])
+            async with await psycopg.AsyncConnection.connect(dsn) as conn:
+                own = await app.enqueue("t", conn=conn)
+        plain = await app.enqueue_many([{"task": "t"}])
+    trace_id = f"{parent.get_span_context().trace_id:032x}"
+    for job in [*copied, *inserted, own]:
+        assert job.trace_context is not None and trace_id in job.trace_context["traceparent"]
+        stored = await _stored_context(dsn, job.id)
+        assert stored == job.trace_context
+    assert plain[0].trace_context is None and await _stored_context(dsn, plain[0].id) is None
+
+
 async def _stored_context(dsn: str, job_id: int) -> Any:
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         cur = await conn.execute("SELECT trace_context FROM pgq.jobs WHERE id = %s", (job_id,))
