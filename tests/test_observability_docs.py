@@ -87,5 +87,6 @@ def test_bench_reports_the_drain_with_metrics_off_and_on_in_one_run(pg_server: S
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report["workloads"]) == {"drain_metrics_off", "drain_metrics_on"}
-    assert all(w["jobs"] == 200 for w in report["workloads"].values())  # two rounds each
+    assert all(w["jobs"] == 300 for w in report["workloads"].values())  # three rounds each
+    assert "loop lag p99 <= " in report["workloads"]["drain_metrics_on"]["note"]
     assert set(report["ratios"]) == {"metrics_on_vs_off"} and math.isfinite(report["ratios"]["metrics_on_vs_off"])

@@ -24,7 +24,7 @@ from pgq.worker.claim_ahead import largest_claim
 WORKLOADS = ("enqueue_one", "enqueue_bulk", "drain", "latency", "steady")
 OPTIONAL_WORKLOADS = ("metrics",)
 """Run only when named in --only: ``metrics`` drains with worker metrics off and on, alternating."""
-METRICS_ROUNDS = 2
+METRICS_ROUNDS = 3
 
 log = logging.getLogger("pgq.bench")
 
@@ -115,7 +115,12 @@ async def _metrics_cost(app: App, dsn: str, o: BenchOptions) -> dict[str, Result
             step = functools.partial(workloads.drain_metrics, app, dsn, o.jobs, o.workers, o.concurrency, o.batch, on)
             rounds[on].append(await _measure(dsn, step))
     return {
-        r[0].name: Result(r[0].name, sum(x.jobs for x in r), sum(x.seconds for x in r), note=f"{len(r)} rounds")
+        r[0].name: Result(
+            r[0].name,
+            sum(x.jobs for x in r),
+            sum(x.seconds for x in r),
+            note="; ".join([f"{len(r)} rounds", *(x.note for x in r if "loop lag" in x.note)]),
+        )
         for r in rounds.values()
     }
 
