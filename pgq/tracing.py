@@ -82,7 +82,7 @@ def job_span(job: Any, parent: str = "child") -> contextlib.AbstractContextManag
     """The current span for one attempt of ``job`` (a ``pgq.Job``); call only when ``active()``."""
     from opentelemetry import context, propagate, trace
 
-    stored: Mapping[str, str] | None = job.trace_context
+    stored = _carrier_of(job.trace_context)
     attributes = {
         "messaging.system": "pgq",
         "messaging.operation.type": "process",
@@ -104,6 +104,16 @@ def job_span(job: Any, parent: str = "child") -> contextlib.AbstractContextManag
             name, context=context.Context(), kind=kind, links=links, attributes=attributes
         )
     return tracer.start_as_current_span(name, context=origin or context.Context(), kind=kind, attributes=attributes)
+
+
+def _carrier_of(value: object) -> dict[str, str] | None:
+    """The stored context, if it is what enqueue writes (a row edited by hand may hold
+    anything: then the span starts a trace of its own rather than failing the job)."""
+    if not isinstance(value, dict) or not value:
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return None
+    return value
 
 
 def record(span: Any, ending: str, error: Mapping[str, Any] | None) -> None:

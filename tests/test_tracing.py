@@ -218,3 +218,21 @@ def test_without_opentelemetry_in_use_pgq_never_imports_it(dsn: str) -> None:
         [sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_a_hand_edited_trace_context_never_fails_the_job(dsn: str, spans: InMemorySpanExporter) -> None:
+    app = pgq.App(dsn)
+
+    @app.task
+    async def traced(n: int) -> int:
+        return n
+
+    async with app:
+        jobs = [await traced.enqueue(n=i) for i in range(3)]
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            for job, junk in zip(jobs, ('["junk"]', '{"traceparent": 5}', '{"traceparent": "nonsense"}'), strict=True):
+                await conn.execute("UPDATE pgq.jobs SET trace_context = %s::jsonb WHERE id = %s", (junk, job.id))
+        async with running_worker(app):
+            done = await wait_final(app, [j.id for j in jobs])
+    assert [j.state for j in done] == ["succeeded"] * 3
+    assert all(_run_span(spans, j.id).parent is None for j in jobs)
