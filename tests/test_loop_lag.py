@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
 import pytest
 
 import pgq
+from pgq.logs import JsonFormatter
 from pgq.worker.metrics import NO_METRICS, WorkerMetrics
 from tests.conftest import ROOT
 from tests.helpers import running_worker, wait_final
@@ -53,6 +55,7 @@ async def test_a_sync_call_in_an_async_task_shows_as_loop_lag_and_a_warning_nami
     advice = message.split(": ", 1)[1]  # the README quotes the warning
     assert advice in " ".join(README.read_text(encoding="utf-8").split())
     assert getattr(warning, "job_id", None) == job.id and getattr(warning, "task", None) == "blocker"
+    assert json.loads(JsonFormatter().format(warning))["worker_id"] == worker.id  # logged from the watchdog thread
 
 
 async def test_a_worker_without_a_metrics_port_pays_nothing_for_metrics(dsn: str) -> None:

@@ -17,6 +17,7 @@ The watchdog wakes a few times a second and reads two attributes: nothing per jo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 import threading
@@ -25,7 +26,7 @@ import traceback
 from collections.abc import Callable
 
 from pgq.job import Job
-from pgq.logs import job_fields
+from pgq.logs import WORKER_ID, job_fields
 from pgq.worker.metrics import NoMetrics
 
 log = logging.getLogger("pgq.worker")
@@ -59,7 +60,9 @@ class LoopLag:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._alive = time.monotonic()
-        watchdog = threading.Thread(target=self._watch, name="pgq-loop-watchdog", daemon=True)
+        # In a copy of the loop's context: its log lines name the worker, like the loop's.
+        context = contextvars.copy_context()
+        watchdog = threading.Thread(target=context.run, args=(self._watch,), name="pgq-loop-watchdog", daemon=True)
         watchdog.start()
         try:
             while True:
@@ -108,5 +111,5 @@ class LoopLag:
             job.task,
             held,
             where,
-            extra=job_fields(job),
+            extra={**job_fields(job), "worker_id": WORKER_ID.get()},
         )
