@@ -88,5 +88,6 @@ def test_bench_reports_the_drain_with_metrics_off_and_on_in_one_run(pg_server: S
     report = json.loads(result.stdout)
     assert set(report["workloads"]) == {"drain_metrics_off", "drain_metrics_on"}
     assert all(w["jobs"] == 300 for w in report["workloads"].values())  # three rounds each
-    assert "loop lag p99 <= " in report["workloads"]["drain_metrics_on"]["note"]
+    # The worker's loop lag under load (a drain this small may end before the first 0.1 s sample).
+    assert re.search(r"loop lag p99 <= [\d.]+ ms|no loop lag sample", report["workloads"]["drain_metrics_on"]["note"])
     assert set(report["ratios"]) == {"metrics_on_vs_off"} and math.isfinite(report["ratios"]["metrics_on_vs_off"])
