@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import pgq
+from pgq import tracing
 from pgq.api.auth import Auth, Scope
 from pgq.api.body import MAX_JOB_ID, job_id, library_refused, read_json, read_query, unknown_parents
 from pgq.api.reads import Reads
@@ -37,7 +38,9 @@ def routes(queue: pgq.App, reads: Reads, auth: Auth, max_body_bytes: int) -> lis
         body = await read_json(request, EnqueueRequest, max_body_bytes)
         spec = pgq.JobSpec(**body.model_dump())
         try:
-            job, created = await queue.enqueue_spec(spec)
+            # The caller's W3C trace context: the job's span continues the caller's trace.
+            with tracing.continuing(request.headers.get("traceparent"), request.headers.get("tracestate")):
+                job, created = await queue.enqueue_spec(spec)
         except pgq.UnknownParentError as exc:
             raise unknown_parents(exc) from None
         except (ValueError, TypeError) as exc:  # the library's own checks (JSON args, run_at with delay, ...)

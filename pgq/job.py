@@ -79,6 +79,9 @@ class Job:
         metadata=_column("boolean", "The job waits for other jobs (pgq.job_waits counts those not final).")
     )
     has_dependents: bool = field(metadata=_column("boolean", "Some job waits for this one."))
+    trace_context: dict[str, str] | None = field(
+        metadata=_column("jsonb", "The enqueuer's trace context (W3C traceparent, tracestate), if it was traced.")
+    )
 
     def __post_init__(self) -> None:
         # Rows arrive with state as plain text; keep the enum so comparisons read well.

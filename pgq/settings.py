@@ -15,6 +15,8 @@ _T = TypeVar("_T")
 
 PreparedStatements = Literal["auto", "on", "off"]
 EventLoop = Literal["asyncio", "uvloop"]
+LogFormat = Literal["human", "json"]
+TraceParent = Literal["child", "link"]
 
 
 def default_data_dir() -> Path:
@@ -71,6 +73,14 @@ class Settings:
     """PGQ_RESULT_TTL: results of succeeded jobs are cleared this long after finishing. Unset: kept."""
     event_loop: EventLoop = "asyncio"
     """PGQ_EVENT_LOOP: the worker's event loop, asyncio or uvloop (pip install 'pgq[uvloop]')."""
+    metrics_port: int | None = None
+    """PGQ_METRICS_PORT: a worker serves Prometheus metrics on this port. Unset: no metrics, no cost."""
+    log_format: LogFormat = "human"
+    """PGQ_LOG_FORMAT: human (the default), or json: one object per line with the job and worker."""
+    trace_parent: TraceParent = "child"
+    """PGQ_TRACE_PARENT: a task's span is a child of the enqueuer's span (child) or a new trace linked to it (link)."""
+    loop_block_warning: float = 0.2
+    """PGQ_LOOP_BLOCK_WARNING: a worker warns, naming the job, when its event loop is held this many seconds."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.concurrency > 10_000:
@@ -92,6 +102,12 @@ class Settings:
             raise ConfigError(f"PGQ_PREPARED_STATEMENTS must be auto, on or off, got {self.prepared_statements!r}")
         if self.event_loop not in get_args(EventLoop):
             raise ConfigError(f"PGQ_EVENT_LOOP must be asyncio or uvloop, got {self.event_loop!r}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"PGQ_METRICS_PORT must be a port number (0-65535), got {self.metrics_port}")
+        if self.log_format not in get_args(LogFormat):
+            raise ConfigError(f"PGQ_LOG_FORMAT must be human or json, got {self.log_format!r}")
+        if self.trace_parent not in get_args(TraceParent):
+            raise ConfigError(f"PGQ_TRACE_PARENT must be child or link, got {self.trace_parent!r}")
         if self.pool_size is not None and not 2 <= self.pool_size <= 1000:
             raise ConfigError(f"PGQ_POOL_SIZE must be between 2 and 1000, got {self.pool_size}")
         for queue in self.queues:
@@ -114,6 +130,11 @@ class Settings:
             fields["queues"] = parse_queues(queues)
         if (raw := env.get("PGQ_CONCURRENCY")) is not None:
             fields["concurrency"] = _parse(raw, int, "PGQ_CONCURRENCY", "a whole number")
+        if (raw := env.get("PGQ_METRICS_PORT", "").strip()) != "":
+            fields["metrics_port"] = _parse(raw, int, "PGQ_METRICS_PORT", "a port number")
+        for var, name in (("PGQ_LOG_FORMAT", "log_format"), ("PGQ_TRACE_PARENT", "trace_parent")):
+            if raw := env.get(var, "").strip().lower():
+                fields[name] = raw
         if (raw := env.get("PGQ_POOL_SIZE")) is not None:
             fields["pool_size"] = _parse(raw, int, "PGQ_POOL_SIZE", "a whole number")
         for name in _SECONDS:
@@ -135,7 +156,14 @@ class Settings:
         return cls(**fields)  # type: ignore[arg-type]
 
 
-_SECONDS = ("poll_interval", "shutdown_timeout", "heartbeat_interval", "rescue_after", "maintenance_interval")
+_SECONDS = (
+    "poll_interval",
+    "shutdown_timeout",
+    "heartbeat_interval",
+    "rescue_after",
+    "maintenance_interval",
+    "loop_block_warning",
+)
 
 
 _DURATIONS = ("retention_succeeded", "retention_cancelled", "retention_failed", "result_ttl")

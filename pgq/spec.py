@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
-from pgq import _json, _times
+from pgq import _json, _times, tracing
 from pgq._times import MAX_DELAY, RUN_AT_FIRST_YEAR, RUN_AT_LAST_YEAR, check_run_at
 from pgq.errors import JobNotFoundError
 from pgq.job import Job, JobState
@@ -115,6 +115,8 @@ class NewJob:
     idempotency_key: str | None
     parent_ids: tuple[int, ...] = ()
     run_on_parent_failure: bool = False
+    trace_context: dict[str, str] | None = None
+    """The enqueuer's trace context (pgq.tracing), stored with the job."""
 
     @property
     def ready_now(self) -> bool:
@@ -211,6 +213,7 @@ def validate(spec: JobSpec, defaults: TaskOptions | None, json_default: _json.Js
         idempotency_key=check_idempotency_key(spec.idempotency_key),
         parent_ids=parent_ids,
         run_on_parent_failure=check_parent_failure(spec.on_parent_failure),
+        trace_context=tracing.carrier(),
     )
 
 

@@ -21,8 +21,9 @@ SELECT version() AS version, current_setting('fsync') AS fsync,
        current_setting('shared_buffers') AS shared_buffers;
 
 -- name: bench_jobs_reset
--- Empty the jobs table between bench workloads, so each starts from the same state.
-TRUNCATE pgq.jobs;
+-- Empty the jobs table between bench workloads, so each starts from the same state
+-- (in the bench's own throwaway database, so CASCADE reaches only its workflow rows).
+TRUNCATE pgq.jobs CASCADE;
 
 -- name: bench_raw_insert
 -- Raw ceiling for enqueue one-per-call: the barest INSERT of one job, nothing returned.

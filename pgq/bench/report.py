@@ -16,6 +16,9 @@ _ROWS = [
     ("steady enqueue→finish p99", "steady", None, None, "p99_ms"),
     ("steady enqueue→finish max", "steady", None, None, "max_ms"),
     ("steady producer rate", "steady", None, None, "rate"),
+    # --only metrics: the "ceiling" column is the same drain with metrics off.
+    ("drain, metrics off", "drain_metrics_off", None, None, "rate"),
+    ("drain, metrics on ÷ off", "drain_metrics_on", "drain_metrics_off", "metrics_on_vs_off", "rate"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,9 @@ from pgq.bench.stats import Result, ratio
 from pgq.worker.claim_ahead import largest_claim
 
 WORKLOADS = ("enqueue_one", "enqueue_bulk", "drain", "latency", "steady", *SCENARIOS)
+OPTIONAL_WORKLOADS = ("metrics",)
+"""Run only when named in --only: ``metrics`` drains with worker metrics off and on, alternating."""
+METRICS_ROUNDS = 3
 
 log = logging.getLogger("pgq.bench")
 
@@ -45,9 +49,10 @@ class BenchOptions:
     only: tuple[str, ...] = WORKLOADS
 
     def __post_init__(self) -> None:
-        unknown = set(self.only) - set(WORKLOADS)
+        unknown = set(self.only) - set(WORKLOADS) - set(OPTIONAL_WORKLOADS)
         if unknown:
-            raise ValueError(f"unknown workload(s) {sorted(unknown)}; choose from {', '.join(WORKLOADS)}")
+            known = ", ".join(WORKLOADS + OPTIONAL_WORKLOADS)
+            raise ValueError(f"unknown workload(s) {sorted(unknown)}; choose from {known}")
         for name in ("jobs", "concurrency", "workers", "batch", "samples", "scenario_jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1")
@@ -100,7 +105,28 @@ async def _run(dsn: str, o: BenchOptions) -> dict[str, Result]:
         if "steady" in o.only:
             await run(lambda: workloads.steady(app, dsn, o.rate, o.duration, o.workers, o.concurrency))
         await run_scenarios(app, dsn, o.only, o.scenario_jobs, o.concurrency, run)
+        if "metrics" in o.only:
+            results.update(await _metrics_cost(app, dsn, o))
     return results
+
+
+async def _metrics_cost(app: App, dsn: str, o: BenchOptions) -> dict[str, Result]:
+    """The drain with worker metrics off, then on, METRICS_ROUNDS times (alternating, so
+    a drift of the machine hits both alike); each side's rounds added up."""
+    rounds: dict[bool, list[Result]] = {False: [], True: []}
+    for _ in range(METRICS_ROUNDS):
+        for on in (False, True):
+            step = functools.partial(workloads.drain_metrics, app, dsn, o.jobs, o.workers, o.concurrency, o.batch, on)
+            rounds[on].append(await _measure(dsn, step))
+    return {
+        r[0].name: Result(
+            r[0].name,
+            sum(x.jobs for x in r),
+            sum(x.seconds for x in r),
+            note="; ".join([f"{len(r)} rounds", *(x.note for x in r if "loop lag" in x.note)]),
+        )
+        for r in rounds.values()
+    }
 
 
 def ratios(results: dict[str, Result]) -> dict[str, float]:
@@ -112,8 +138,10 @@ def ratios(results: dict[str, Result]) -> dict[str, float]:
             out[pgq_name] = ratio(results[pgq_name].rate, results[raw_name].rate)
     if "raw_claim_complete" in results:  # each scenario's drain against the raw drain
         for name, result in results.items():
-            if result.extra and name not in out and name != "drain":
+            if result.extra and name not in out and name != "drain" and not name.startswith("drain_metrics"):
                 out[name] = ratio(result.rate, results["raw_claim_complete"].rate)
+    if "drain_metrics_on" in results and "drain_metrics_off" in results:
+        out["metrics_on_vs_off"] = ratio(results["drain_metrics_on"].rate, results["drain_metrics_off"].rate)
     if "wakeup_latency" in results and "raw_wakeup" in results:
         for key in ("p50_ms", "p99_ms"):
             pgq_ms = results["wakeup_latency"].to_dict()[key]

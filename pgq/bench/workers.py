@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 APP = "pgq.bench.tasks:app"
@@ -15,19 +15,20 @@ APP = "pgq.bench.tasks:app"
 
 @contextlib.contextmanager
 def worker_processes(
-    dsn: str, count: int, concurrency: int, *, lag_dir: Path | None = None
+    dsn: str, count: int, concurrency: int, options: Sequence[str] = (), *, lag_dir: Path | None = None
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``count`` worker processes (logging at WARNING); SIGTERM them on exit.
+    """Start ``count`` worker processes (logging at WARNING, with ``options`` added); SIGTERM them on exit.
 
     They are ``pgq worker`` processes, or with ``lag_dir`` the same worker with a lag
-    probe (``pgq.bench.worker_main``), whose samples land in ``lag_dir`` at exit."""
+    probe (``pgq.bench.worker_main``, which takes no other options), whose samples land
+    in ``lag_dir`` at exit."""
     env = {**os.environ, "DATABASE_URL": dsn}
     command = [sys.executable, "-m", "pgq", "--log-level", "WARNING", "worker", "--app", APP]
     if lag_dir is not None:
         env["PGQ_BENCH_LAG_DIR"] = str(lag_dir)
         command = [sys.executable, "-m", "pgq.bench.worker_main"]
     procs = [
-        subprocess.Popen([*command, "--concurrency", str(concurrency)], env=env, stdin=subprocess.DEVNULL)
+        subprocess.Popen([*command, "--concurrency", str(concurrency), *options], env=env, stdin=subprocess.DEVNULL)
         for _ in range(count)
     ]
     try:

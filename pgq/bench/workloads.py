@@ -9,10 +9,13 @@ the producer's clock before enqueue to the worker's clock at task start (``stamp
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+import urllib.request
 from typing import Any
 
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg.rows import dict_row
 
 from pgq.app import App
@@ -68,6 +71,42 @@ async def drain(app: App, dsn: str, n: int, workers: int, concurrency: int, batc
     (measured like the scenarios: with CPU per job and the event loop's lag)."""
     note = f"{workers} process(es) x concurrency {concurrency}"
     return await measured_drain(app, dsn, "drain", ["noop"] * n, workers, concurrency, note, batch)
+
+
+async def drain_metrics(app: App, dsn: str, n: int, workers: int, concurrency: int, batch: int, on: bool) -> Result:
+    """``drain`` with each worker serving Prometheus metrics (scraped once, after the
+    drain, for the event loop's lag under load) or not."""
+    await prefill(app, n, batch)
+    port = _free_port() if on and workers == 1 else 0
+    with worker_processes(dsn, workers, concurrency, ("--metrics-port", str(port)) if on else ()) as procs:
+        seconds = await wait_finished(dsn, n, procs)
+        note = f"metrics on, {_loop_lag(port)}" if port else f"metrics {'on' if on else 'off'}"
+    return Result(f"drain_metrics_{'on' if on else 'off'}", n, seconds, note=note)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _loop_lag(port: int) -> str:
+    """The worker's event-loop lag during the drain, from its histogram: the bucket that
+    holds the 99th percentile, and the slowest bucket used."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    buckets = [
+        (float(s.labels["le"]), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "pgq_worker_event_loop_lag_seconds_bucket"
+    ]
+    total = max((count for _, count in buckets), default=0.0)
+    if not total:
+        return "no loop lag sample"
+    p99 = next(le for le, count in buckets if count >= 0.99 * total)
+    worst = next(le for le, count in buckets if count >= total)
+    return f"loop lag p99 <= {p99 * 1000:g} ms, max <= {worst * 1000:g} ms ({total:.0f} samples)"
 
 
 async def _stamps(dsn: str) -> list[dict[str, float]]:

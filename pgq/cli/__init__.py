@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from pgq.cli.loading import load_app
-from pgq.cli.logs import SERVICES, log_to
+from pgq.cli.logs import SERVICES, log_format, log_to
 from pgq.cli.parser import build_parser
 from pgq.errors import ConfigError, PgqError
 
@@ -18,7 +18,8 @@ __all__ = ["build_parser", "load_app", "main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    log_to(logging.StreamHandler(sys.stderr), args.log_level or ("INFO" if args.command in SERVICES else "WARNING"))
+    level = args.log_level or ("INFO" if args.command in SERVICES else "WARNING")
+    log_to(logging.StreamHandler(sys.stderr), level, log_format(args.log_format))
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
     if getattr(args, "listen_url", None):

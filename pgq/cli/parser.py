@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO for worker and api, WARNING for one-shot commands; demo logs to a file",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["human", "json"],
+        help="human (default), or json: one object per line with job_id, task, queue, attempt, worker_id "
+        "(default: PGQ_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("migrate", help="create or upgrade the pgq schema (safe to run twice, or concurrently)")
@@ -50,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--event-loop",
         choices=["asyncio", "uvloop"],
         help="asyncio, or uvloop: less CPU per job; pip install 'pgq[uvloop]' (default: PGQ_EVENT_LOOP or asyncio)",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (default: PGQ_METRICS_PORT)"
     )
     p.set_defaults(func=cmd_worker)
 
@@ -174,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         help="comma-separated workloads: enqueue_one,enqueue_bulk,drain,latency,steady; "
-        "scenarios: threads,mixed,concurrency,processes",
+        "scenarios: threads,mixed,concurrency,processes; and, only when named, "
+        "metrics (the drain with worker metrics off and on, alternating)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_bench)

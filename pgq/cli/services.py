@@ -9,7 +9,7 @@ import logging
 
 from pgq.app import App
 from pgq.cli.loading import app_spec, load_app
-from pgq.cli.logs import log_to
+from pgq.cli.logs import log_format, log_to
 from pgq.errors import ConfigError
 from pgq.settings import Settings, parse_queues
 
@@ -45,6 +45,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         listen=False if args.no_listen else None,
         shutdown_timeout=args.shutdown_timeout,
+        metrics_port=args.metrics_port,
     )
     run(worker.run(), args.event_loop or app.settings.event_loop)
     return 0
@@ -62,7 +63,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     log_file = Settings.from_env().data_dir.parent / "demo.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    log_to(logging.FileHandler(log_file), args.log_level or "INFO")
+    log_to(logging.FileHandler(log_file), args.log_level or "INFO", log_format(args.log_format))
     return asyncio.run(run_demo(once=args.once, port=None if args.no_api else args.port, log_file=str(log_file)))
 
 

@@ -59,6 +59,7 @@ def _inserted(new: NewJob, job_id: int, state: JobState, run_at: dt.datetime, cr
         None,
         False,
         False,
+        new.trace_context,
     )
     job: Job = _new_object(Job)
     for set_field, value in zip(_JOB_SETTERS, values, strict=True):
@@ -76,6 +77,7 @@ def _insert_params(new: NewJob) -> dict[str, Any]:
         "delay": new.delay,
         "max_attempts": new.max_attempts,
         "idempotency_key": new.idempotency_key,
+        "trace_context": None if new.trace_context is None else Jsonb(new.trace_context),
     }
 
 
@@ -106,7 +108,7 @@ def insert_job(new: NewJob) -> Op[Job]:
     return job
 
 
-_COPY_TYPES = ("int8", "text", "text", "jsonb", "int2", "timestamptz", "int4", "timestamptz")
+_COPY_TYPES = ("int8", "text", "text", "jsonb", "int2", "timestamptz", "int4", "timestamptz", "jsonb")
 """Column types of job_copy, in its column order."""
 
 
@@ -138,7 +140,17 @@ def _copy(jobs: Sequence[NewJob]) -> Op[list[Job]]:
         QUERIES["job_copy"],
         _COPY_TYPES,
         (
-            (job_id, new.queue, new.task, Jsonb(new.args, dumps=dumps), new.priority, now, new.max_attempts, now)
+            (
+                job_id,
+                new.queue,
+                new.task,
+                Jsonb(new.args, dumps=dumps),
+                new.priority,
+                now,
+                new.max_attempts,
+                now,
+                None if new.trace_context is None else Jsonb(new.trace_context),
+            )
             for job_id, new in zip(ids, jobs, strict=True)
         ),
     )
@@ -159,6 +171,7 @@ def _insert_many(jobs: Sequence[NewJob]) -> Op[list[Job]]:
             "idempotency_key": new.idempotency_key,
             "delay": f"{new.delay.total_seconds()} seconds" if new.delay is not None else None,
             "run_at": new.run_at.isoformat() if new.run_at is not None else None,
+            "trace_context": new.trace_context,
         }
         for i, new in enumerate(jobs)
     ]

@@ -5,9 +5,9 @@
 -- name: job_insert
 -- Enqueue one job. A future run_at (or delay) makes it 'scheduled', otherwise 'queued'.
 -- With an idempotency key that a non-final job already holds, inserts nothing.
-INSERT INTO pgq.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, idempotency_key)
+INSERT INTO pgq.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, idempotency_key, trace_context)
 SELECT %(queue)s, %(task)s, %(args)s, CASE WHEN t.run_at > now() THEN 'scheduled' ELSE 'queued' END,
-       %(priority)s, t.run_at, %(max_attempts)s, %(idempotency_key)s
+       %(priority)s, t.run_at, %(max_attempts)s, %(idempotency_key)s, %(trace_context)s
 FROM (SELECT coalesce(%(run_at)s::timestamptz, now() + %(delay)s::interval, now()) AS run_at) AS t
 ON CONFLICT (idempotency_key)
     WHERE idempotency_key IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying')
@@ -24,21 +24,22 @@ SELECT now() AS now,
 -- Bulk enqueue fast path for jobs that are ready now and have no idempotency key:
 -- rows (with ids from job_ids_reserve) streamed in binary. COPY fires the insert
 -- trigger like INSERT does: one NOTIFY per queue.
-COPY pgq.jobs (id, queue, task, args, priority, run_at, max_attempts, created_at) FROM STDIN (FORMAT BINARY);
+COPY pgq.jobs (id, queue, task, args, priority, run_at, max_attempts, created_at, trace_context)
+FROM STDIN (FORMAT BINARY);
 
 -- name: job_insert_many
 -- Bulk enqueue of batches with idempotency keys or run times (job_copy takes the rest):
 -- %(jobs)s is a JSON array of objects with the job_insert fields, one statement for
 -- all of them. Rows come back in input order of the inserted ones.
-INSERT INTO pgq.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, idempotency_key)
+INSERT INTO pgq.jobs AS j (queue, task, args, state, priority, run_at, max_attempts, idempotency_key, trace_context)
 SELECT s.queue, s.task, s.args, CASE WHEN s.run_at > now() THEN 'scheduled' ELSE 'queued' END,
-       s.priority, s.run_at, s.max_attempts, s.idempotency_key
+       s.priority, s.run_at, s.max_attempts, s.idempotency_key, s.trace_context
 FROM (
-    SELECT r.queue, r.task, r.args, r.priority, r.max_attempts, r.idempotency_key, r.ord,
+    SELECT r.queue, r.task, r.args, r.priority, r.max_attempts, r.idempotency_key, r.trace_context, r.ord,
            coalesce(r.run_at, now() + r.delay, now()) AS run_at
     FROM jsonb_to_recordset(%(jobs)s::jsonb) AS r(
         ord integer, queue text, task text, args jsonb, priority smallint, run_at timestamptz,
-        delay interval, max_attempts integer, idempotency_key text)
+        delay interval, max_attempts integer, idempotency_key text, trace_context jsonb)
 ) AS s
 ORDER BY s.ord
 ON CONFLICT (idempotency_key)

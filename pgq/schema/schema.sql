@@ -28,6 +28,7 @@ CREATE TABLE pgq.jobs (
     step            text,
     has_parents     boolean     NOT NULL DEFAULT false,
     has_dependents  boolean     NOT NULL DEFAULT false,
+    trace_context   jsonb,
 
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
@@ -81,6 +82,7 @@ COMMENT ON COLUMN pgq.jobs.workflow_id IS 'The workflow (pgq.workflows) this job
 COMMENT ON COLUMN pgq.jobs.step IS 'The step''s name within its workflow (unique there).';
 COMMENT ON COLUMN pgq.jobs.has_parents IS 'The job waits for other jobs (pgq.job_parents); pgq.job_waits counts those not final.';
 COMMENT ON COLUMN pgq.jobs.has_dependents IS 'Some job waits for this one: its final state settles them (pgq.settle_dependents).';
+COMMENT ON COLUMN pgq.jobs.trace_context IS 'The enqueuer''s trace context (W3C traceparent, tracestate) when it was traced; the worker''s span continues it.';
 
 COMMENT ON TABLE pgq.jobs IS 'One row per job. States: waiting, scheduled, queued, running, retrying, succeeded, failed, cancelled.';
 

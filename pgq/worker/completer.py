@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from tenacity import (
 from pgq import _json
 from pgq.db import jobs
 from pgq.job import Job
+from pgq.logs import job_fields
 from pgq.worker.executor import Outcome
 
 log = logging.getLogger("pgq.worker")
@@ -67,6 +69,7 @@ class Completer:
         on_outage: Callable[[str, BaseException], None],
         on_recorded: Callable[[Job, Outcome, bool], None],
         on_lost: Callable[[Job, BaseException], None],
+        on_written: Callable[[int, float], None] | None = None,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -74,6 +77,8 @@ class Completer:
         self._on_outage = on_outage
         self._on_recorded = on_recorded
         self._on_lost = on_lost
+        self._on_written = on_written
+        """Told the size and duration of each batch written (the worker's metrics)."""
         self._queue: list[_Pending] = []
         self._ready = asyncio.Event()
         self._closing = False
@@ -120,6 +125,7 @@ class Completer:
             await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
+        began = time.perf_counter()
         try:
             accepted = await self._write(batch)
         except Exception as exc:  # noqa: BLE001 - the worker learns of each job's loss
@@ -132,6 +138,8 @@ class Completer:
             for job, _, _ in batch:
                 self._on_lost(job, exc)
             return
+        if self._on_written is not None:
+            self._on_written(len(batch), time.perf_counter() - began)
         for job, outcome, _ in batch:
             self._on_recorded(job, outcome, job.id in accepted)
 
@@ -159,16 +167,16 @@ def _row(job: Job, outcome: Outcome, progress: Progress | None) -> jobs.OutcomeR
 
 def log_outcome(job: Job, outcome: Outcome) -> None:
     """One line saying how a recorded attempt ended."""
-    where = f"job {job.id} {job.task} attempt {job.attempt}/{job.max_attempts}"
+    where, extra = f"job {job.id} {job.task} attempt {job.attempt}/{job.max_attempts}", job_fields(job)
     if outcome.succeeded:
-        log.info("%s succeeded", where)
+        log.info("%s succeeded", where, extra=extra)
         return
     if outcome.cancelled:
-        log.info("%s cancelled while running", where)
+        log.info("%s cancelled while running", where, extra=extra)
         return
     assert outcome.error is not None
     error = f"{outcome.error['type']}: {outcome.error['message']}"
     if outcome.retry_in is not None:
-        log.warning("%s failed (%s); retrying in %.1f s", where, error, outcome.retry_in)
+        log.warning("%s failed (%s); retrying in %.1f s", where, error, outcome.retry_in, extra=extra)
     else:
-        log.error("%s failed for good: %s", where, error)
+        log.error("%s failed for good: %s", where, error, extra=extra)

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pgq import _json
+from pgq import _json, tracing
 from pgq.app import App
 from pgq.context import JobContext, reset_current, set_current
 from pgq.errors import JobCancelledError, JobTimeoutError, PermanentError, Retry, UnknownTaskError
@@ -35,6 +35,18 @@ class Outcome:
     """Seconds until the next attempt; None with an error means the job has failed."""
     cancelled: bool = False
     """The task stopped at a cancel request (the error says how)."""
+
+
+def outcome_label(outcome: Outcome) -> str:
+    """How an attempt ended: succeeded, retried, failed (for good), cancelled, or timed_out
+    (it hit its timeout, whether or not another attempt follows)."""
+    if outcome.succeeded:
+        return "succeeded"
+    if outcome.cancelled:
+        return "cancelled"
+    if outcome.error is not None and outcome.error.get("type") == "JobTimeoutError":
+        return "timed_out"
+    return "failed" if outcome.retry_in is None else "retried"
 
 
 _MAX_MESSAGE = 2_000
@@ -130,8 +142,18 @@ _sync_threads = SyncThreads()
 _NO_DEADLINE = contextlib.nullcontext()
 
 
-async def execute(app: App, ctx: JobContext) -> Outcome:
-    """Run the job's task with its arguments, timeout, retry policy and cancel requests."""
+async def execute(app: App, ctx: JobContext, trace_parent: str = "child") -> Outcome:
+    """Run the job's task with its arguments, timeout, retry policy and cancel requests,
+    in a span of the enqueuer's trace when the process uses OpenTelemetry (pgq.tracing)."""
+    if not tracing.active():
+        return await _execute(app, ctx)
+    with tracing.job_span(ctx.job, trace_parent) as span:
+        outcome = await _execute(app, ctx)
+        tracing.record(span, outcome_label(outcome), outcome.error)
+        return outcome
+
+
+async def _execute(app: App, ctx: JobContext) -> Outcome:
     job = ctx.job
     try:
         task = app.get_task(job.task)
@@ -187,7 +209,8 @@ async def _run_async(task: Task, ctx: JobContext) -> Any:
     awaiting another cancels it. A CancelledError that was not aimed at us means the
     cancel request got through, and becomes JobCancelledError.
     """
-    child = asyncio.ensure_future(task.fn(**ctx.job.args))
+    # Named for the job: the loop-lag watchdog names the job that blocks the loop.
+    child = asyncio.get_running_loop().create_task(task.fn(**ctx.job.args), name=f"pgq-job-{ctx.job.id}")
     ctx.on_cancel(child.cancel)
     try:
         return await child

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -54,8 +54,11 @@ class Heartbeat:
         jobs: RunningJobs,
         interval: float,
         outage: Outage,
+        on_beat: Callable[[bool], None] | None = None,
     ) -> None:
         self.pool = pool
+        self.on_beat = on_beat
+        """Told of each beat: True when the database took it (the worker's metrics)."""
         self.identity = identity
         self.jobs = jobs
         self.interval = interval
@@ -71,6 +74,8 @@ class Heartbeat:
                 await self.run_once()
             except Exception as exc:  # noqa: BLE001 - reported; the next beat tries again
                 self.outage.failed(WHAT, exc)
+                if self.on_beat is not None:
+                    self.on_beat(False)
 
     async def run_once(self) -> HeartbeatReport:
         me = self.identity
@@ -87,6 +92,8 @@ class Heartbeat:
                 job_ids=ids,
             )
         self.outage.ok(WHAT)
+        if self.on_beat is not None:
+            self.on_beat(True)
         owned = {row.id: row.cancel_requested for row in rows}
         cancels = [job_id for job_id in ids if owned.get(job_id)]
         lost = [job_id for job_id in ids if job_id not in owned]

@@ -54,6 +54,11 @@ class Listener:
         await self.client.run()
         log.warning("polling every %s s for new work, without LISTEN", self.poll_interval)
 
+    @property
+    def connects(self) -> int:
+        """LISTEN connections made so far (more than one: it reconnected)."""
+        return self._connects
+
     def _connected(self) -> None:
         self._connects += 1
         if self._connects > 1:

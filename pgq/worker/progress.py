@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgq.db import jobs
 from pgq.job import Job
+from pgq.logs import job_fields
 
 log = logging.getLogger("pgq.worker")
 
@@ -71,7 +72,9 @@ class ProgressWriter:
                 await jobs.set_progress(conn, self.job.id, self.job.attempt, self.worker_id, percent, message)
             self._written = report
         except psycopg.OperationalError as exc:
-            log.warning("job %d: progress not written (%s)", self.job.id, type(exc).__name__)
+            log.warning(
+                "job %d: progress not written (%s)", self.job.id, type(exc).__name__, extra=job_fields(self.job)
+            )
 
     def unwritten(self) -> tuple[float, str | None] | None:
         """The latest report unless it is known to be in the row (for the outcome write)."""

@@ -75,7 +75,11 @@ class Rescuer:
             while True:
                 rows = await jobs.rescue_stale(conn, self.lease, _BATCH)
                 for row in rows:
-                    log.warning("job %d rescued from silent worker %s: now %s", row.id, row.lost_worker, row.state)
+                    log.warning(
+                        "job %d rescued from silent worker %s: now %s",
+                        *(row.id, row.lost_worker, row.state),
+                        extra={"job_id": row.id},
+                    )
                 rescued.extend((row.id, row.state) for row in rows)
                 if len(rows) < _BATCH:
                     break

@@ -13,6 +13,7 @@ import logging
 
 from pgq.context import JobContext
 from pgq.job import Job
+from pgq.logs import job_fields
 from pgq.worker.progress import ProgressWriter
 
 log = logging.getLogger("pgq.worker")
@@ -68,7 +69,9 @@ class RunningJobs:
         """A cancel request for ``job_id`` arrived; stop it if it runs here."""
         running = self._jobs.get(job_id)
         if running is not None and not running.ctx.cancel_requested:
-            log.info("job %d %s: cancel requested, stopping it", job_id, running.job.task)
+            log.info(
+                "job %d %s: cancel requested, stopping it", job_id, running.job.task, extra=job_fields(running.job)
+            )
             running.ctx.request_cancel()
 
     def taken(self, job_id: int) -> None:
@@ -81,5 +84,6 @@ class RunningJobs:
                 "stopping it, its outcome would be rejected",
                 job_id,
                 running.job.attempt,
+                extra=job_fields(running.job),
             )
             running.ctx.request_cancel()

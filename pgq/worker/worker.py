@@ -29,8 +29,9 @@ from psycopg_pool import AsyncConnectionPool
 from pgq.app import App
 from pgq.context import JobContext
 from pgq.job import Job
+from pgq.logs import WORKER_ID, job_fields
 from pgq.settings import Settings
-from pgq.worker import claims, shutdown
+from pgq.worker import claims, joblog, observe, shutdown
 from pgq.worker.claim_ahead import ClaimAhead
 from pgq.worker.completer import Completer, log_outcome
 from pgq.worker.executor import Outcome, execute
@@ -38,6 +39,7 @@ from pgq.worker.handback import STALE_CLAIMS, HandBack
 from pgq.worker.heartbeat import Heartbeat, Identity
 from pgq.worker.leader import Leadership
 from pgq.worker.listener import Listener
+from pgq.worker.metrics import worker_metrics
 from pgq.worker.outage import Outage
 from pgq.worker.pacing import ClaimPacing
 from pgq.worker.progress import ProgressWriter
@@ -70,6 +72,7 @@ class Worker:
         rescue_after: float | None = None,
         maintenance_interval: float | None = None,
         pool_size: int | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         settings = worker_settings(
             app,
@@ -82,6 +85,7 @@ class Worker:
             rescue_after=rescue_after,
             maintenance_interval=maintenance_interval,
             pool_size=pool_size,
+            metrics_port=metrics_port,
         )
         self.app = app
         self.settings: Settings = settings
@@ -89,12 +93,14 @@ class Worker:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.id = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self.jobs = RunningJobs()
+        self.metrics = worker_metrics(settings.metrics_port, app.tasks, self.id)  # NO_METRICS without a port
         self.pacing = ClaimPacing(settings.concurrency, settings.poll_interval, _MAX_OUTCOME_BATCH)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._ahead: ClaimAhead[Running] = ClaimAhead(settings.concurrency, self._stale_claims)
         self._completer: Completer | None = None
+        self.listener: Listener | None = None
         self._hand_back: HandBack | None = None
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self.outage = Outage(app.dsn)
@@ -135,9 +141,11 @@ class Worker:
     async def run(self) -> None:
         """Work until ``stop()`` (or SIGTERM/SIGINT when run in the main thread)."""
         dsn, s = self.app.dsn, self.settings
+        WORKER_ID.set(self.id)  # JSON log lines name the worker
+        self.loop_lag = observe.start(self)  # a metrics port in use fails here, before anything started
         self._pool = pool = await open_pool(dsn, s)
         identity = Identity(self.id, self.host, self.pid, self.queues, s.concurrency, sorted(self.app.schedules))
-        heartbeat = Heartbeat(pool, identity, self.jobs, s.heartbeat_interval, self.outage)
+        heartbeat = Heartbeat(pool, identity, self.jobs, s.heartbeat_interval, self.outage, self.metrics.heartbeat)
         await heartbeat.run_once()  # registered in pgq.workers before the first claim
         self._hand_back = HandBack(pool, self.id)
         self._completer = Completer(
@@ -147,6 +155,7 @@ class Worker:
             on_outage=self.outage.failed,
             on_recorded=self._recorded,
             on_lost=self._lost,
+            on_written=self.metrics.written,
         )
         scheduler = Scheduler(pool)
         await scheduler.register(self.app.schedules.values(), self.app.tasks)  # in pgq.schedules before it leads
@@ -158,7 +167,9 @@ class Worker:
         if s.listen:
             listen_dsn, direct = self.app.listen_dsn, s.listen_url is not None
             listener = Listener(listen_dsn, self.queues, self.wake, self.cancel, s.poll_interval, allow_pooler=direct)
+            self.listener = listener
             background.append(asyncio.create_task(listener.run()))
+        background.append(asyncio.create_task(self.loop_lag.run()))
         log.info(
             "worker %s started: queues=%s concurrency=%d wake-up=%s poll=%ss tasks=%s",
             self.id,
@@ -177,6 +188,7 @@ class Worker:
         finally:
             stop = shutdown.Shutdown(self.jobs, self._ahead, self._hand_back, self._hurry, s.shutdown_timeout)
             await stop.run(self._completer, completer, background, pool, self.id)
+            self.metrics.close()
             log.info("worker %s stopped after %d job(s)", self.id, self.jobs_done)
 
     async def _fill_slots(self) -> float:
@@ -195,7 +207,9 @@ class Worker:
         if plan is None:
             return pacing.poll_interval  # a finished job or a written batch of outcomes wakes the loop
         try:
+            began = time.perf_counter()
             jobs = await claims.claim(self._pool, self.queues, plan.limit, self.id)
+            self.metrics.claimed(len(jobs), time.perf_counter() - began)
             for job in jobs:
                 ahead.add(self._register(job))
             self._start_waiting()
@@ -228,7 +242,8 @@ class Worker:
             if running is None:
                 return
             job = running.job
-            log.info("job %d %s started (attempt %d/%d)", job.id, job.task, job.attempt, job.max_attempts)
+            joblog.started(job)
+            self.metrics.started(job)
             running.task = asyncio.create_task(self._process(running), name=f"pgq-job-{job.id}")
             self.pacing.started()
 
@@ -239,11 +254,11 @@ class Worker:
         try:
             if job.has_parents:  # a dependent job reads its parents' results
                 ctx.parents = await claims.parents_of(self._pool, job.id)
-            outcome = await execute(self.app, ctx)
+            outcome = await execute(self.app, ctx, self.settings.trace_parent)
         except Exception:
             # A bug in pgq itself, not in the task (execute turns task errors into
             # outcomes): the heartbeat stops covering the job, so it is rescued.
-            log.exception("job %d %s: the worker could not run it", job.id, job.task)
+            log.exception("job %d %s: the worker could not run it", job.id, job.task, extra=job_fields(job))
             self.jobs.forget(job.id)
             return
         except BaseException:
@@ -255,7 +270,8 @@ class Worker:
             self._start_waiting()
             if more:
                 self._wake.set()
-        self._ahead.timed(time.perf_counter() - began)
+        self._ahead.timed(elapsed := time.perf_counter() - began)
+        self.metrics.ran(job, elapsed)
         running.executed = True
         assert self._completer is not None
         self._completer.submit(job, outcome, progress.unwritten())
@@ -265,13 +281,9 @@ class Worker:
         self.outage.ok()
         self._done(job)
         if not accepted:
-            log.warning(
-                "job %d attempt %d: late outcome rejected, the job is no longer running on this worker "
-                "(rescued, cancelled or handed back meanwhile)",
-                job.id,
-                job.attempt,
-            )
+            joblog.rejected(job)
         else:
+            self.metrics.recorded(job, outcome)
             log_outcome(job, outcome)
         if self.pacing.recorded(retry=outcome.retry_in is not None):
             self._wake.set()
@@ -279,7 +291,7 @@ class Worker:
     def _lost(self, job: Job, exc: BaseException) -> None:
         """The database stayed unreachable past the write retries: the job stays
         'running' and, no longer heartbeated, is rescued; never lost."""
-        log.error("job %d %s: could not record its outcome (%s); it will be rescued", job.id, job.task, exc)
+        joblog.lost(job, exc)
         self._done(job)
 
     def _done(self, job: Job) -> None:
