@@ -72,7 +72,7 @@ class Settings:
     result_ttl: float | None = None
     """PGQ_RESULT_TTL: results of succeeded jobs are cleared this long after finishing. Unset: kept."""
     event_loop: EventLoop = "asyncio"
-    """PGQ_EVENT_LOOP: the worker's event loop, asyncio or uvloop (pip install 'pgq[uvloop]')."""
+    """PGQ_EVENT_LOOP: the worker's event loop, asyncio or uvloop (pip install 'pgq-queue[uvloop]')."""
     metrics_port: int | None = None
     """PGQ_METRICS_PORT: a worker serves Prometheus metrics on this port. Unset: no metrics, no cost."""
     log_format: LogFormat = "human"

@@ -8,6 +8,7 @@ gets its own copy of it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 from starlette.applications import Starlette
@@ -96,20 +98,30 @@ def template_db(pg_server: Server) -> Iterator[str]:
         yield name
 
 
+@contextlib.contextmanager
+def _database(server: Server, name: str, template: str | None = None) -> Iterator[str]:
+    """A new database, dropped WITH (FORCE) afterwards: a client that reconnects while the
+    test ends (a listener's backoff) must not fail the drop, as it could the janitor's."""
+    server.janitor(name, template=template).init()
+    try:
+        yield server.dsn(name)
+    finally:
+        with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture
 def dsn(pg_server: Server, template_db: str) -> Iterator[str]:
     """A fresh database at the current pgq schema, dropped after the test."""
-    name = f"pgq_test_{os.getpid()}_{next(_counter)}"
-    with pg_server.janitor(name, template=template_db):
-        yield pg_server.dsn(name)
+    with _database(pg_server, f"pgq_test_{os.getpid()}_{next(_counter)}", template_db) as fresh:
+        yield fresh
 
 
 @pytest.fixture
 def empty_dsn(pg_server: Server) -> Iterator[str]:
     """A fresh database without the pgq schema."""
-    name = f"pgq_empty_{os.getpid()}_{next(_counter)}"
-    with pg_server.janitor(name):
-        yield pg_server.dsn(name)
+    with _database(pg_server, f"pgq_empty_{os.getpid()}_{next(_counter)}") as fresh:
+        yield fresh
 
 
 @pytest.fixture

@@ -106,7 +106,8 @@ async def test_a_job_enqueued_in_a_span_runs_in_a_child_span_of_the_same_trace(
 
 
 async def test_bulk_enqueue_records_the_trace_context_on_every_path(dsn: str, spans: InMemorySpanExporter) -> None:
-    """COPY (ready now, no key), the multi-row INSERT (keys or times), and the caller's connection."""
+    """COPY (ready now, no key), the multi-row INSERT (keys or times), the caller's
+    connection, and jobs that wait for others (depends_on, a workflow's steps)."""
     from opentelemetry import trace
 
     app = pgq.App(dsn)
@@ -116,9 +117,11 @@ async def test_bulk_enqueue_records_the_trace_context_on_every_path(dsn: str, sp
             inserted = await app.enqueue_many([{"task": "t", "idempotency_key": "k1"}, {"task": "t", "delay": 60}])
             async with await psycopg.AsyncConnection.connect(dsn) as conn:
                 own = await app.enqueue("t", conn=conn)
+            dependent = await app.enqueue("t", depends_on=[copied[0]])
+            flow = await app.enqueue_workflow(pgq.chain(pgq.Step("t"), pgq.Step("t", name="after")))
         plain = await app.enqueue_many([{"task": "t"}])
     trace_id = f"{parent.get_span_context().trace_id:032x}"
-    for job in [*copied, *inserted, own]:
+    for job in [*copied, *inserted, own, dependent, *flow.steps]:
         assert job.trace_context is not None and trace_id in job.trace_context["traceparent"]
         stored = await _stored_context(dsn, job.id)
         assert stored == job.trace_context

@@ -62,7 +62,7 @@ async def test_a_chain_of_three_passes_results_along(dsn: str) -> None:
             )
         )
         assert [s.step for s in wf.steps] == ["fetch", "merge", "report"]
-        assert [s.state for s in wf.steps] == ["queued", "waiting", "waiting"]
+        assert [s.state for s in wf.steps][1:] == ["waiting", "waiting"]  # the first may have started
         # A job outside the workflow that waits for its last step does not change what
         # ends the workflow.
         follower = await app.enqueue("merge", depends_on=[wf.step("report")])

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--event-loop",
         choices=["asyncio", "uvloop"],
-        help="asyncio, or uvloop: less CPU per job; pip install 'pgq[uvloop]' (default: PGQ_EVENT_LOOP or asyncio)",
+        help="asyncio, or uvloop: less CPU per job; pip install 'pgq-queue[uvloop]' "
+        "(default: PGQ_EVENT_LOOP or asyncio)",
     )
     p.add_argument(
         "--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (default: PGQ_METRICS_PORT)"

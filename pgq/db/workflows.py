@@ -92,6 +92,7 @@ def enqueue(steps: Sequence[GraphStep], workflow_name: str | None = None) -> Op[
                 "run_at": new.run_at.astimezone(dt.UTC).isoformat() if new.run_at is not None else None,
                 "step": step.name,
                 "has_dependents": i in has_children,
+                "trace_context": new.trace_context,
             }
         )
     columns = list(zip(*edges, strict=True)) or [(), (), (), ()]

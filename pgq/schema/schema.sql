@@ -759,8 +759,8 @@ COMMENT ON VIEW pgq.workflow_status IS 'Workflows with their steps counted by st
 -- Enqueue jobs that wait for other jobs, in one call: a workflow's steps (and its row
 -- in pgq.workflows when workflow_name is given), or one job with depends_on.
 --   steps: a JSON array, element i for step i: n (= i), the job_insert_many fields
---          (queue, task, args, priority, run_at, delay, max_attempts), its step name
---          and has_dependents (some later element waits for it);
+--          (queue, task, args, priority, run_at, delay, max_attempts, trace_context),
+--          its step name and has_dependents (some later element waits for it);
 --   edges: four arrays, one entry per edge: the waiting step (its index), the parent's
 --          index in steps or else an existing job's id, and whether a failed parent
 --          cancels the step (else it runs once its parents are final).
@@ -813,17 +813,17 @@ BEGIN
                  FROM generate_series(1, jsonb_array_length(steps)));
 
     INSERT INTO pgq.jobs (id, queue, task, args, state, priority, run_at, max_attempts,
-                          workflow_id, step, has_parents, has_dependents)
+                          workflow_id, step, has_parents, has_dependents, trace_context)
     OVERRIDING SYSTEM VALUE
     SELECT ids[s.n + 1], s.queue, s.task, s.args,
            CASE WHEN k.open > 0 OR k.broken THEN 'waiting'
                 WHEN s.due > now() THEN 'scheduled' ELSE 'queued' END,
-           s.priority, s.due, s.max_attempts, wf, s.step, k.step IS NOT NULL, s.has_dependents
+           s.priority, s.due, s.max_attempts, wf, s.step, k.step IS NOT NULL, s.has_dependents, s.trace_context
     FROM (
         SELECT r.*, coalesce(r.run_at, now() + r.delay, now()) AS due
         FROM jsonb_to_recordset(steps) AS r(
             n integer, queue text, task text, args jsonb, priority smallint, run_at timestamptz,
-            delay interval, max_attempts integer, step text, has_dependents boolean)
+            delay interval, max_attempts integer, step text, has_dependents boolean, trace_context jsonb)
     ) AS s
     LEFT JOIN (
         SELECT e.step,

@@ -60,6 +60,6 @@ def run(main: Coroutine[Any, Any, T], event_loop: EventLoop = "asyncio") -> T:
         uvloop = importlib.import_module("uvloop")
     except ImportError:
         main.close()
-        raise ConfigError("PGQ_EVENT_LOOP=uvloop needs uvloop: pip install 'pgq[uvloop]'") from None
+        raise ConfigError("PGQ_EVENT_LOOP=uvloop needs uvloop: pip install 'pgq-queue[uvloop]'") from None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
