@@ -5,12 +5,12 @@
 Workflows (migration 0014) added columns, CHECK constraints, partial indexes and a row
 trigger (whose WHEN clause reads ``has_dependents``) to pgq.jobs. This runs the
 worker's own claim and outcome statements (``job_claim``, ``job_record_outcomes``,
-the same text at both revisions) against a database at revision 0013 and one at head,
+the same text at both revisions) against a database at revision 0013 and one at --against (0014, the workflows),
 alternating, in fresh databases: insert --jobs jobs, then claim --batch and record
 their successes until none is left, on one connection. It reports the server backend's
 CPU time per job (utime + stime of the backend process, from /proc: the server must run
 on this machine), which a busy machine disturbs far less than wall time, and the wall
-time per job, as medians, with head ÷ 0013.
+time per job, as medians, with the ratio to 0013.
 """
 
 from __future__ import annotations
@@ -72,11 +72,18 @@ def _run(server: str, revision: str, jobs: int, batch: int) -> tuple[float, floa
 
 
 def main() -> None:
-    options = parse(__doc__, jobs=20_000, rounds=6, batch=(10, "jobs per claim and per outcome batch"))
+    options = parse(
+        __doc__,
+        jobs=20_000,
+        rounds=6,
+        batch=(10, "jobs per claim and per outcome batch"),
+        against=("0014", "the revision to compare with 0013 (0014: workflows alone; head: everything since)"),
+    )
     server = server_dsn()
-    runs: dict[str, list[tuple[float, float]]] = {"0013": [], "head": []}
+    new = options.against
+    runs: dict[str, list[tuple[float, float]]] = {"0013": [], new: []}
     for r in range(options.rounds):
-        for revision in ("0013", "head") if r % 2 == 0 else ("head", "0013"):
+        for revision in ("0013", new) if r % 2 == 0 else (new, "0013"):
             runs[revision].append(_run(server, revision, options.jobs, options.batch))
             used, took = runs[revision][-1]
             print(f"round {r + 1} {revision}: {used * 1e6:.1f} us server CPU, {took * 1e6:.1f} us wall per job")
@@ -84,12 +91,12 @@ def main() -> None:
     wall = {k: statistics.median(w for _, w in v) for k, v in runs.items()}
     print(f"\nmedians of {options.rounds}, {options.jobs:,} jobs, claim and record {options.batch} at a time")
     print(
-        f"server CPU per job: 0013 {cpu['0013'] * 1e6:.1f} us, head {cpu['head'] * 1e6:.1f} us, "
-        f"head ÷ 0013 {cpu['head'] / cpu['0013']:.3f}"
+        f"server CPU per job: 0013 {cpu['0013'] * 1e6:.1f} us, {new} {cpu[new] * 1e6:.1f} us, "
+        f"{new} ÷ 0013 {cpu[new] / cpu['0013']:.3f}"
     )
     print(
-        f"wall time per job:  0013 {wall['0013'] * 1e6:.1f} us, head {wall['head'] * 1e6:.1f} us, "
-        f"head ÷ 0013 {wall['head'] / wall['0013']:.3f}"
+        f"wall time per job:  0013 {wall['0013'] * 1e6:.1f} us, {new} {wall[new] * 1e6:.1f} us, "
+        f"{new} ÷ 0013 {wall[new] / wall['0013']:.3f}"
     )
 
 
