@@ -272,3 +272,17 @@ async def test_a_job_a_failed_parent_cancelled_is_retried_through_its_parent(dsn
         await app.retry(parent.id)
         assert (await app.get_job(child.id)).state == "cancelled"
         assert (await app.retry(child.id)).state == "waiting"  # its parent runs again
+
+
+async def test_a_job_cancelled_by_hand_is_not_retried_while_its_parent_is_failed(dsn: str) -> None:
+    """Found by the property test: cancelled while waiting, then its parent failed."""
+    app = make_app(dsn)
+    async with app:
+        parent = await app.enqueue("boom")
+        child = await app.enqueue("merge", depends_on=[parent])
+        await app.cancel(child.id)
+        async with running_worker(app):
+            await app.wait(parent.id, timeout=20)
+        with pytest.raises(pgq.JobStateError, match=rf"parent job {parent.id} is failed or cancelled"):
+            await app.retry(child.id)
+        assert (await app.get_job(child.id)).state == "cancelled"

@@ -45,10 +45,11 @@ def retry(job_id: int) -> Op[Job]:
         yield QUERIES["job_notify_queue"], {"queue": job.queue}
         return job
     job = yield from get(job_id)
-    if job.state == JobState.CANCELLED and job.errors and job.errors[-1].get("type") == "ParentFailed":
-        parent = job.errors[-1].get("parent")
+    blocking = (yield QUERIES["job_blocking_parent"], {"id": job_id}) if job.has_parents else []
+    if blocking and job.state in (JobState.FAILED, JobState.CANCELLED):
+        parent = blocking[0]["id"]
         raise JobStateError(
-            f"job {job_id} was cancelled because its parent job {parent} failed or was cancelled: "
+            f"job {job_id} cannot run while its parent job {parent} is failed or cancelled: "
             f"retry job {parent}, and this one waits for it again",
             state=job.state.value,
         )

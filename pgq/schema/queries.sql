@@ -282,16 +282,27 @@ SELECT requested.*, pg_notify('pgq_cancel', requested.id::text) IS NULL AS notif
 -- name: job_retry
 -- Put a failed or cancelled job back in the queue now, with at least one attempt left.
 -- A cancel request that stopped it earlier is spent: the new run starts without one.
--- A job with parents that are not final yet waits for them again. A job a failed
--- parent cancelled is not retried by itself: retrying that parent revives it.
+-- A job with parents that are not final yet waits for them again. A job that one of
+-- its parents stops (failed or cancelled, and the job is cancelled when that parent
+-- fails) is not retried: retrying that parent revives it (job_blocking_parent names it).
 UPDATE pgq.jobs AS j
 SET state = CASE WHEN j.has_parents AND w.parents_left > 0 THEN 'waiting' ELSE 'queued' END,
     run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
     max_attempts = greatest(j.max_attempts, j.attempt + 1)
 FROM (SELECT %(id)s::bigint AS id) AS target
 LEFT JOIN pgq.job_waits AS w ON w.job_id = target.id
-WHERE j.id = target.id AND j.state IN ('failed', 'cancelled') AND w.cancelled_by IS NULL
+WHERE j.id = target.id AND j.state IN ('failed', 'cancelled')
+  AND NOT (j.has_parents AND EXISTS (
+      SELECT FROM pgq.job_parents AS p JOIN pgq.jobs AS o ON o.id = p.parent_id
+      WHERE p.job_id = j.id AND p.cancel_on_failure AND o.state IN ('failed', 'cancelled')))
 RETURNING j.*;
+
+-- name: job_blocking_parent
+-- The first parent that keeps a job from being retried (see job_retry).
+SELECT o.id FROM pgq.job_parents AS p JOIN pgq.jobs AS o ON o.id = p.parent_id
+WHERE p.job_id = %(id)s AND p.cancel_on_failure AND o.state IN ('failed', 'cancelled')
+ORDER BY p.position
+LIMIT 1;
 
 -- name: listener_ping
 -- A listener notifies itself (payload: its backend pid), from a second session, to
