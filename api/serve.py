@@ -7,6 +7,7 @@ so uvicorn's graceful shutdown is not held up by clients that wait for minutes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -23,14 +24,32 @@ from pgq.errors import ConfigError
 log = logging.getLogger("pgq.api")
 
 
+GOODBYE_SECONDS = 0.5
+"""How long the first SIGTERM/SIGINT gives the stream handlers to say goodbye before
+uvicorn starts its shutdown: uvicorn closes a WebSocket still open then with 1012
+(service restart) instead of the API's 1001, which a busy machine made happen."""
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, events: JobEvents) -> None:
         super().__init__(config)
         self._events = events
+        self._exiting = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First signal: end long-polls and streams now, and let uvicorn shut down a
+        moment later; a second signal goes to uvicorn at once (its forced exit)."""
+        if self._exiting:
+            super().handle_exit(sig, frame)
+            return
+        self._exiting = True
         self._events.shutdown_soon()
-        super().handle_exit(sig, frame)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not serving yet
+            super().handle_exit(sig, frame)
+            return
+        loop.call_soon_threadsafe(loop.call_later, GOODBYE_SECONDS, super().handle_exit, sig, frame)
 
     def stop(self) -> None:
         """End long-polls and streams at once, then shut down gracefully."""
