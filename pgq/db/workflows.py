@@ -121,16 +121,23 @@ class WorkflowRead:
     parents_left: dict[int, int]
 
 
-def get(workflow_id: int) -> Op[WorkflowRead]:
-    """``workflow_get`` and ``workflow_steps_list``; WorkflowNotFoundError if there is none."""
+def status(workflow_id: int) -> Op[WorkflowStatus]:
+    """``workflow_get``: the workflow's counts, without its steps; WorkflowNotFoundError
+    if there is none (what cancel, retry and each round of a wait need to know)."""
     _check_id(workflow_id)
     rows = yield QUERIES["workflow_get"], {"id": workflow_id}
     if not rows:
         raise WorkflowNotFoundError(f"no workflow with id {workflow_id}")
+    return WorkflowStatus(**rows[0])
+
+
+def get(workflow_id: int) -> Op[WorkflowRead]:
+    """``status`` and ``workflow_steps_list``."""
+    found = yield from status(workflow_id)
     steps = yield QUERIES["workflow_steps_list"], {"id": workflow_id}
     ends = frozenset(row["id"] for row in steps if row["ends_workflow"])
     left = {row["id"]: row["parents_left"] for row in steps if row["parents_left"] is not None}
-    return WorkflowRead(WorkflowStatus(**rows[0]), [from_row(row) for row in steps], ends, left)
+    return WorkflowRead(found, [from_row(row) for row in steps], ends, left)
 
 
 def enqueue_and_read(steps: Sequence[GraphStep], name: str) -> Op[WorkflowRead]:
@@ -145,14 +152,11 @@ def enqueue_and_read(steps: Sequence[GraphStep], name: str) -> Op[WorkflowRead]:
 def pending_step(workflow_id: int) -> Op[tuple[WorkflowStatus, int | None]]:
     """``workflow_get`` and, while it runs, ``workflow_pending_step``: the last step not
     final (what ``wait_workflow`` waits for next)."""
-    rows = yield QUERIES["workflow_get"], {"id": workflow_id}
-    if not rows:
-        yield from get(workflow_id)  # raises WorkflowNotFoundError
-    status = WorkflowStatus(**rows[0])
-    if status.state != "running":
-        return status, None
+    found = yield from status(workflow_id)
+    if found.state != "running":
+        return found, None
     pending = yield QUERIES["workflow_pending_step"], {"id": workflow_id}
-    return status, pending[0]["id"] if pending else None
+    return found, pending[0]["id"] if pending else None
 
 
 def list_workflows(limit: int = 50, before_id: int | None = None) -> Op[list[WorkflowStatus]]:
@@ -166,14 +170,14 @@ def list_workflows(limit: int = 50, before_id: int | None = None) -> Op[list[Wor
 
 def cancel(workflow_id: int) -> Op[tuple[int, int]]:
     """``workflow_cancel``: (steps cancelled now, running steps asked to stop)."""
-    yield from get(workflow_id)
+    yield from status(workflow_id)
     (row,) = yield QUERIES["workflow_cancel"], {"id": workflow_id}
     return row["cancelled"], row["stopping"]
 
 
 def retry(workflow_id: int) -> Op[int]:
     """``workflow_retry``: how many failed or cancelled steps run (or wait) again."""
-    yield from get(workflow_id)
+    yield from status(workflow_id)
     (row,) = yield QUERIES["workflow_retry"], {"id": workflow_id}
     return int(row["retried"])
 
