@@ -11,6 +11,15 @@ their successes until none is left, on one connection. It reports the server bac
 CPU time per job (utime + stime of the backend process, from /proc: the server must run
 on this machine), which a busy machine disturbs far less than wall time, and the wall
 time per job, as medians, with the ratio to 0013.
+
+    .venv/bin/python -m benchmarks.dependency_cost --instructions --jobs 5000
+
+counts instructions instead (benchmarks/callgrind_server.py): the same drain on a private
+cluster whose backends run under callgrind, which no other load on the machine disturbs:
+at 0013, at 0014, at head, and at head with the workflows' columns, constraint, index and
+trigger taken off again (what plain jobs pay for workflows now). The count of a
+connection that drains one batch is taken off the count of one that drains the rest,
+which leaves what the jobs cost.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import Any
 import psycopg
 from alembic import command
 
+from benchmarks.callgrind_server import CallgrindServer
 from benchmarks.command_line import parse, server_dsn
 from pgq._queries import QUERIES
 from pgq.bench.database import fresh_database
@@ -52,6 +62,19 @@ def _outcomes(ids: list[int]) -> dict[str, Any]:
     }
 
 
+def _drain(conn: psycopg.Connection, batch: int, jobs: int | None = None) -> None:
+    """Claim ``batch`` jobs and record their successes until none is left (or ``jobs`` are done)."""
+    done = 0
+    while jobs is None or done < jobs:
+        claimed = conn.execute(
+            QUERIES["job_claim"], {"queues": ["default"], "limit": batch, "worker_id": "bench"}
+        ).fetchall()
+        if not claimed:
+            break
+        conn.execute(QUERIES["job_record_outcomes"], _outcomes([row[0] for row in claimed]))
+        done += len(claimed)
+
+
 def _run(server: str, revision: str, jobs: int, batch: int) -> tuple[float, float]:
     """Server CPU seconds and wall seconds per job for one drain."""
     with fresh_database(server, "pgq_depcost", migrate=False) as dsn:
@@ -61,14 +84,51 @@ def _run(server: str, revision: str, jobs: int, batch: int) -> tuple[float, floa
             conn.execute("VACUUM ANALYZE pgq.jobs")
             pid = conn.info.backend_pid
             cpu, start = _backend_cpu(pid), time.perf_counter()
-            while True:
-                claimed = conn.execute(
-                    QUERIES["job_claim"], {"queues": ["default"], "limit": batch, "worker_id": "bench"}
-                ).fetchall()
-                if not claimed:
-                    break
-                conn.execute(QUERIES["job_record_outcomes"], _outcomes([row[0] for row in claimed]))
+            _drain(conn, batch)
             return (_backend_cpu(pid) - cpu) / jobs, (time.perf_counter() - start) / jobs
+
+
+# What the workflows added to pgq.jobs, taken off a database at head: plain jobs pay
+# for workflows what head costs above this.
+WITHOUT_WORKFLOWS = [
+    "DROP TRIGGER jobs_settle_dependents ON pgq.jobs",
+    "DROP INDEX pgq.jobs_workflow_step_idx",
+    "ALTER TABLE pgq.jobs DROP CONSTRAINT jobs_state_valid, ADD CONSTRAINT jobs_state_valid CHECK ("
+    "state IN ('scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'))",
+    "ALTER TABLE pgq.jobs DROP COLUMN workflow_id CASCADE, DROP COLUMN step, "
+    "DROP COLUMN has_parents, DROP COLUMN has_dependents",
+]
+BUILDS: dict[str, tuple[str, list[str]]] = {
+    "0013": ("0013", []),
+    "0014": ("0014", []),
+    "head": ("head", []),
+    "head without workflows": ("head", WITHOUT_WORKFLOWS),
+}
+
+
+def _instructions(jobs: int, batch: int) -> dict[str, float]:
+    """Backend instructions per job for each of BUILDS, counted by callgrind."""
+    server = CallgrindServer()
+    try:
+        with server.plain():
+            for n, (revision, changes) in enumerate(BUILDS.values()):
+                dsn = server.create_database(f"build{n}")
+                command.upgrade(_alembic_config(dsn), revision)
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    for change in changes:
+                        conn.execute(change)
+                    conn.execute(FILL, {"n": jobs + batch})
+                    conn.execute("VACUUM ANALYZE pgq.jobs")
+                    conn.execute("CHECKPOINT")
+        server.start_under_callgrind()
+        per_job = {}
+        for n, build in enumerate(BUILDS):
+            first = server.instructions(f"build{n}", lambda conn: _drain(conn, batch, jobs=batch))
+            rest = server.instructions(f"build{n}", lambda conn: _drain(conn, batch))
+            per_job[build] = (rest - first) / (jobs - batch)
+        return per_job
+    finally:
+        server.close()
 
 
 def main() -> None:
@@ -78,9 +138,18 @@ def main() -> None:
         rounds=6,
         batch=(10, "jobs per claim and per outcome batch"),
         against=("0014", "the revision to compare with 0013 (0014: workflows alone; head: everything since)"),
+        instructions=(False, "count the backend's instructions under callgrind instead of timing it"),
     )
-    server = server_dsn()
     new = options.against
+    if options.instructions:
+        counts = _instructions(options.jobs, options.batch)
+        print(f"{options.jobs:,} jobs, claim and record {options.batch} at a time: backend instructions per job")
+        for build, count in counts.items():
+            print(f"  {build:<24} {count:>10,.0f}")
+        print(f"0014 ÷ 0013: {counts['0014'] / counts['0013']:.4f}")
+        print(f"head ÷ head without workflows: {counts['head'] / counts['head without workflows']:.4f}")
+        return
+    server = server_dsn()
     runs: dict[str, list[tuple[float, float]]] = {"0013": [], new: []}
     for r in range(options.rounds):
         for revision in ("0013", new) if r % 2 == 0 else (new, "0013"):

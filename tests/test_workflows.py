@@ -162,6 +162,32 @@ async def test_unknown_parents_are_refused_and_nothing_is_written(dsn: str) -> N
         assert await app.list_workflows() == []
 
 
+@pytest.mark.parametrize("step", ["", "s" * 201])
+def test_enqueue_dependent_in_sql_refuses_a_bad_step_name_and_writes_nothing(dsn: str, step: str) -> None:
+    # Python checks names first; the function checks them again for callers in SQL.
+    steps = [
+        {
+            "n": 0,
+            "queue": "default",
+            "task": "scan",
+            "args": {"n": 1},
+            "priority": 0,
+            "max_attempts": 3,
+            "step": step,
+            "has_dependents": False,
+        }
+    ]
+    with psycopg.connect(dsn) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation) as raised:
+            conn.execute(
+                "SELECT * FROM pgq.enqueue_dependent('wf', %s, '{}', '{}', '{}', '{}')",
+                [psycopg.types.json.Jsonb(steps)],
+            )
+        assert raised.value.diag.column_name == "step"
+        assert "1 to 200 characters" in str(raised.value)
+    assert count_rows(dsn) == 0
+
+
 async def test_a_cycle_is_refused_naming_it_and_nothing_is_written(dsn: str) -> None:
     app = make_app(dsn)
     steps: list[dict[str, Any]] = [

@@ -810,7 +810,7 @@ SELECT (SELECT count(*) FROM retried)::int AS retried, (SELECT count(*) FROM wok
 
 -- name: ui_workflow_edges
 -- The edges among a workflow's steps and to the jobs they depend on, each step's parents
--- in the order they were given (jobs_workflow_idx, then job_parents' primary key).
+-- in the order they were given (job_parents' primary key).
 SELECT p.job_id, p.parent_id
 FROM pgq.jobs AS j
 JOIN pgq.job_parents AS p ON p.job_id = j.id

@@ -30,6 +30,9 @@ CREATE TABLE pgq.jobs (
     has_dependents  boolean     NOT NULL DEFAULT false,
     trace_context   jsonb,
 
+    -- Only a job with parents waits: the writers of 'waiting' (pgq.enqueue_dependent,
+    -- pgq.settle_dependents, the retries) see to it, not a CHECK, which every statement
+    -- that updates a job would prepare anew (migration 0017).
     CONSTRAINT jobs_state_valid CHECK (
         state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
     -- Names: a length test plus an unbounded character class. (A bounded regex such as
@@ -50,9 +53,6 @@ CREATE TABLE pgq.jobs (
     CONSTRAINT jobs_result_only_when_succeeded CHECK (result IS NULL OR state = 'succeeded'),
     CONSTRAINT jobs_idempotency_key_valid CHECK (
         idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
-    CONSTRAINT jobs_step_valid CHECK (step IS NULL OR length(step) BETWEEN 1 AND 200),
-    -- Only a job with parents can wait (pgq.job_parents, migration 0014).
-    CONSTRAINT jobs_waiting_has_parents CHECK (state <> 'waiting' OR has_parents),
     CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object'),
     -- Every time within what Python reads back in any session time zone (pgq/_times.py).
     CONSTRAINT jobs_times_in_range CHECK (
@@ -592,7 +592,6 @@ REVOKE EXECUTE ON FUNCTION pgq.enqueue(text, jsonb, text, bigint, timestamptz, i
 --   jobs.workflow_id/step the workflow a job is a step of, and the step's name;
 --   pgq.workflows         one row per workflow enqueued as a whole.
 
-CREATE INDEX jobs_workflow_idx ON pgq.jobs (workflow_id, id) WHERE workflow_id IS NOT NULL;
 CREATE UNIQUE INDEX jobs_workflow_step_idx ON pgq.jobs (workflow_id, step) WHERE workflow_id IS NOT NULL;
 
 CREATE TABLE pgq.workflows (
@@ -649,7 +648,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- A parent reached a final state, or left one (a retry). Fires only for jobs with
--- dependents (the trigger's WHEN), in the transaction that changed the parent.
+-- dependents (the trigger's WHEN), in the transaction that changed the parent; a change
+-- that stays on the same side of final does nothing.
 --
 -- Exactly once: each dependent's count in pgq.job_waits is decremented by an UPDATE of
 -- its row. Parents finishing at the same moment on different workers queue on that row
@@ -726,7 +726,7 @@ $$;
 CREATE TRIGGER jobs_settle_dependents
     AFTER UPDATE OF state ON pgq.jobs
     FOR EACH ROW
-    WHEN (NEW.has_dependents AND OLD.state IS DISTINCT FROM NEW.state)
+    WHEN (NEW.has_dependents)
     EXECUTE FUNCTION pgq.settle_dependents();
 
 -- Each workflow with its steps counted by state, and its own state: running while a
@@ -787,6 +787,13 @@ DECLARE
     outside_states text[];
     missing bigint[];
 BEGIN
+    -- A step's name is checked here, where it is written, rather than by a CHECK on
+    -- pgq.jobs, which every statement that updates any job would prepare again.
+    IF EXISTS (SELECT FROM jsonb_to_recordset(steps) AS r(step text)
+               WHERE r.step IS NOT NULL AND length(r.step) NOT BETWEEN 1 AND 200) THEN
+        RAISE EXCEPTION USING ERRCODE = 'check_violation', COLUMN = 'step',
+            MESSAGE = 'a step''s name must be 1 to 200 characters long';
+    END IF;
     IF workflow_name IS NOT NULL THEN
         INSERT INTO pgq.workflows (name) VALUES (workflow_name) RETURNING id INTO wf;
     END IF;
