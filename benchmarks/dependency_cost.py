@@ -93,8 +93,9 @@ def _run(server: str, revision: str, jobs: int, batch: int) -> tuple[float, floa
 WITHOUT_WORKFLOWS = [
     "DROP TRIGGER jobs_settle_dependents ON pgq.jobs",
     "DROP INDEX pgq.jobs_workflow_step_idx",
-    "ALTER TABLE pgq.jobs DROP CONSTRAINT jobs_state_valid, ADD CONSTRAINT jobs_state_valid CHECK ("
-    "state IN ('scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'))",
+    "ALTER DOMAIN pgq.job_state DROP CONSTRAINT jobs_state_valid",
+    "ALTER DOMAIN pgq.job_state ADD CONSTRAINT jobs_state_valid CHECK ("
+    "VALUE IN ('scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'))",
     "ALTER TABLE pgq.jobs DROP COLUMN workflow_id CASCADE, DROP COLUMN step, "
     "DROP COLUMN has_parents, DROP COLUMN has_dependents",
 ]

@@ -126,7 +126,7 @@ async def test_every_reader_reads_a_row_with_times_beyond_pythons_range(api: htt
     """A table without the constraint (dropped, or restored from elsewhere) and a session
     in a far time zone: no reader may fail on what the table holds."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ALTER TABLE pgq.jobs DROP CONSTRAINT jobs_times_in_range")
+        conn.execute("ALTER DOMAIN pgq.job_time DROP CONSTRAINT jobs_times_in_range")
         conn.execute(
             sql.SQL("ALTER DATABASE {} SET timezone = 'Pacific/Kiritimati'").format(sql.Identifier(conn.info.dbname))
         )

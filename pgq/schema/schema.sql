@@ -4,43 +4,56 @@
 
 CREATE SCHEMA IF NOT EXISTS pgq;
 
+-- The checks of single columns of pgq.jobs are domains, not CHECK constraints on the
+-- table: PostgreSQL plans a table's CHECK constraints anew for each statement that
+-- writes to it, while a domain's constraint is planned once per session and checked
+-- only when a column of that type is written (migration 0018). They keep the names
+-- they had as table constraints.
+-- Names: a length test plus an unbounded character class. (A bounded regex such as
+-- {1,128} accepts the same names but is several times slower, on every write.)
+CREATE DOMAIN pgq.job_queue AS text
+    CONSTRAINT jobs_queue_valid CHECK (length(VALUE) BETWEEN 1 AND 128 AND VALUE ~ '^[A-Za-z0-9_.:-]+$');
+CREATE DOMAIN pgq.job_task AS text
+    CONSTRAINT jobs_task_valid CHECK (length(VALUE) BETWEEN 1 AND 255 AND VALUE ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$');
+CREATE DOMAIN pgq.job_args AS jsonb CONSTRAINT jobs_args_is_object CHECK (jsonb_typeof(VALUE) = 'object');
+-- Only a job with parents waits: the writers of 'waiting' (pgq.enqueue_dependent,
+-- pgq.settle_dependents, the retries) see to it, not a CHECK on the table (migration 0017).
+CREATE DOMAIN pgq.job_state AS text CONSTRAINT jobs_state_valid CHECK (
+    VALUE IN ('waiting', 'scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled'));
+CREATE DOMAIN pgq.job_errors AS jsonb CONSTRAINT jobs_errors_is_array CHECK (jsonb_typeof(VALUE) = 'array');
+CREATE DOMAIN pgq.job_idempotency_key AS text
+    CONSTRAINT jobs_idempotency_key_valid CHECK (length(VALUE) BETWEEN 1 AND 255);
+CREATE DOMAIN pgq.job_progress AS jsonb CONSTRAINT jobs_progress_is_object CHECK (jsonb_typeof(VALUE) = 'object');
+-- Every time within what Python reads back in any session time zone (pgq/_times.py).
+CREATE DOMAIN pgq.job_time AS timestamptz
+    CONSTRAINT jobs_times_in_range CHECK (VALUE >= '1969-12-31 00:00:00+00' AND VALUE < '9999-01-02 00:00:00+00');
+
 CREATE TABLE pgq.jobs (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    queue           text        NOT NULL DEFAULT 'default',
-    task            text        NOT NULL,
-    args            jsonb       NOT NULL DEFAULT '{}'::jsonb,
-    state           text        NOT NULL DEFAULT 'queued',
+    queue           pgq.job_queue NOT NULL DEFAULT 'default',
+    task            pgq.job_task NOT NULL,
+    args            pgq.job_args NOT NULL DEFAULT '{}'::jsonb,
+    state           pgq.job_state NOT NULL DEFAULT 'queued',
     priority        smallint    NOT NULL DEFAULT 0,
-    run_at          timestamptz NOT NULL DEFAULT now(),
+    run_at          pgq.job_time NOT NULL DEFAULT now(),
     attempt         integer     NOT NULL DEFAULT 0,
     max_attempts    integer     NOT NULL DEFAULT 5,
     result          jsonb,
-    errors          jsonb       NOT NULL DEFAULT '[]'::jsonb,
-    idempotency_key text,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    started_at      timestamptz,
-    finished_at     timestamptz,
-    heartbeat_at    timestamptz,
+    errors          pgq.job_errors NOT NULL DEFAULT '[]'::jsonb,
+    idempotency_key pgq.job_idempotency_key,
+    created_at      pgq.job_time NOT NULL DEFAULT now(),
+    started_at      pgq.job_time,
+    finished_at     pgq.job_time,
+    heartbeat_at    pgq.job_time,
     worker_id       text,
-    cancel_requested_at timestamptz,
-    progress        jsonb,
+    cancel_requested_at pgq.job_time,
+    progress        pgq.job_progress,
     workflow_id     bigint,
     step            text,
     has_parents     boolean     NOT NULL DEFAULT false,
     has_dependents  boolean     NOT NULL DEFAULT false,
     trace_context   jsonb,
 
-    -- Only a job with parents waits: the writers of 'waiting' (pgq.enqueue_dependent,
-    -- pgq.settle_dependents, the retries) see to it, not a CHECK, which every statement
-    -- that updates a job would prepare anew (migration 0017).
-    CONSTRAINT jobs_state_valid CHECK (
-        state IN ('waiting', 'scheduled', 'queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
-    -- Names: a length test plus an unbounded character class. (A bounded regex such as
-    -- {1,128} accepts the same names but is several times slower, on every write.)
-    CONSTRAINT jobs_queue_valid CHECK (length(queue) BETWEEN 1 AND 128 AND queue ~ '^[A-Za-z0-9_.:-]+$'),
-    CONSTRAINT jobs_task_valid CHECK (length(task) BETWEEN 1 AND 255 AND task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'),
-    CONSTRAINT jobs_args_is_object CHECK (jsonb_typeof(args) = 'object'),
-    CONSTRAINT jobs_errors_is_array CHECK (jsonb_typeof(errors) = 'array'),
     CONSTRAINT jobs_attempts_valid CHECK (max_attempts >= 1 AND attempt >= 0 AND attempt <= max_attempts),
     -- A job is finished exactly when its state is final.
     CONSTRAINT jobs_finished_iff_final CHECK (
@@ -50,19 +63,7 @@ CREATE TABLE pgq.jobs (
         state <> 'running'
         OR (worker_id IS NOT NULL AND started_at IS NOT NULL AND heartbeat_at IS NOT NULL)),
     -- Only a job that ran can have succeeded; a result belongs to a succeeded job.
-    CONSTRAINT jobs_result_only_when_succeeded CHECK (result IS NULL OR state = 'succeeded'),
-    CONSTRAINT jobs_idempotency_key_valid CHECK (
-        idempotency_key IS NULL OR length(idempotency_key) BETWEEN 1 AND 255),
-    CONSTRAINT jobs_progress_is_object CHECK (progress IS NULL OR jsonb_typeof(progress) = 'object'),
-    -- Every time within what Python reads back in any session time zone (pgq/_times.py).
-    CONSTRAINT jobs_times_in_range CHECK (
-        run_at >= '1969-12-31 00:00:00+00' AND run_at < '9999-01-02 00:00:00+00'
-        AND created_at >= '1969-12-31 00:00:00+00' AND created_at < '9999-01-02 00:00:00+00'
-        AND coalesce(started_at >= '1969-12-31 00:00:00+00' AND started_at < '9999-01-02 00:00:00+00', true)
-        AND coalesce(finished_at >= '1969-12-31 00:00:00+00' AND finished_at < '9999-01-02 00:00:00+00', true)
-        AND coalesce(heartbeat_at >= '1969-12-31 00:00:00+00' AND heartbeat_at < '9999-01-02 00:00:00+00', true)
-        AND coalesce(cancel_requested_at >= '1969-12-31 00:00:00+00'
-                     AND cancel_requested_at < '9999-01-02 00:00:00+00', true))
+    CONSTRAINT jobs_result_only_when_succeeded CHECK (result IS NULL OR state = 'succeeded')
 )
 -- Every state change writes a new row version: vacuum early and often, and leave room
 -- on each page so that most updates stay HOT.
