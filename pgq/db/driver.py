@@ -9,7 +9,7 @@ why a cancel was refused) is written once and ``App`` offers both ``await app.x(
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Mapping
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
@@ -23,11 +23,11 @@ Row = dict[str, Any]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Copy:
-    """A ``COPY … FROM STDIN (FORMAT BINARY)`` statement and the rows to stream into it."""
+    """A ``COPY … FROM STDIN (FORMAT BINARY)`` statement and its whole binary body
+    (signature, rows, trailer), encoded by the operation (``pgq.db.copy_rows``)."""
 
     query: LiteralString
-    types: Sequence[str]
-    rows: Iterable[Sequence[Any]]
+    data: bytes
 
 
 Statement = tuple[LiteralString, Mapping[str, Any]] | Copy
@@ -51,9 +51,7 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None =
                     _json.load_json_as_python(cur)
                 if isinstance(statement, Copy):
                     with cur.copy(statement.query) as copy:
-                        copy.set_types(statement.types)
-                        for row in statement.rows:
-                            copy.write_row(row)
+                        copy.write(statement.data)
                 else:
                     cur.execute(*statement, prepare=prepare)
                     if cur.description:
@@ -80,9 +78,7 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: b
                     _json.load_json_as_python(cur)
                 if isinstance(statement, Copy):
                     async with cur.copy(statement.query) as copy:
-                        copy.set_types(statement.types)
-                        for row in statement.rows:
-                            await copy.write_row(row)
+                        await copy.write(statement.data)
                 else:
                     await cur.execute(*statement, prepare=prepare)
                     if cur.description:

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from pgq import _json
 from pgq._queries import QUERIES
-from pgq.db import workflows
+from pgq.db import copy_rows, workflows
 from pgq.db.driver import Copy, Op
 from pgq.errors import PgqError
 from pgq.job import COLUMNS, Job, JobState, from_row
@@ -108,10 +108,6 @@ def insert_job(new: NewJob) -> Op[Job]:
     return job
 
 
-_COPY_TYPES = ("int8", "text", "text", "jsonb", "int2", "timestamptz", "int4", "timestamptz", "jsonb")
-"""Column types of job_copy, in its column order."""
-
-
 def insert_many(jobs: Sequence[NewJob]) -> Op[list[Job]]:
     """Enqueue many jobs in one statement; they come back in input order."""
     if not jobs:
@@ -135,25 +131,7 @@ def _copy(jobs: Sequence[NewJob]) -> Op[list[Job]]:
     (reserved,) = yield QUERIES["job_ids_reserve"], {"n": len(jobs)}
     now: dt.datetime = reserved["now"]
     ids: list[int] = reserved["ids"]
-    dumps = _json.dumps
-    yield Copy(
-        QUERIES["job_copy"],
-        _COPY_TYPES,
-        (
-            (
-                job_id,
-                new.queue,
-                new.task,
-                Jsonb(new.args, dumps=dumps),
-                new.priority,
-                now,
-                new.max_attempts,
-                now,
-                None if new.trace_context is None else Jsonb(new.trace_context),
-            )
-            for job_id, new in zip(ids, jobs, strict=True)
-        ),
-    )
+    yield Copy(QUERIES["job_copy"], copy_rows.encode(ids, jobs, now))
     queued = JobState.QUEUED
     return [_inserted(new, job_id, queued, now, now) for job_id, new in zip(ids, jobs, strict=True)]
 
