@@ -13,12 +13,14 @@ from collections.abc import Generator, Mapping
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.rows import dict_row
 
 from pgq import _json, _times
 from pgq.errors import JobStateError, PgqError, UnknownParentError
 
 Row = dict[str, Any]
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None =
                         copy.write(statement.data)
                 else:
                     cur.execute(*statement, prepare=prepare)
-                    if cur.description:
+                    if _has_rows(cur):
                         rows = cur.fetchall()
             statement = op.send(rows)
     except StopIteration as done:
@@ -81,7 +83,7 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: b
                         await copy.write(statement.data)
                 else:
                     await cur.execute(*statement, prepare=prepare)
-                    if cur.description:
+                    if _has_rows(cur):
                         rows = await cur.fetchall()
             statement = op.send(rows)
     except StopIteration as done:
@@ -90,6 +92,13 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: b
         raise _unique_violation(exc) from None
     except psycopg.errors.ForeignKeyViolation as exc:
         raise _foreign_key_violation(exc) from None
+
+
+def _has_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
+    """The statement returned rows (``cur.description`` says the same, but builds a
+    Column object per column on every call)."""
+    result = cur.pgresult
+    return result is not None and result.status == TUPLES_OK
 
 
 def _foreign_key_violation(exc: psycopg.errors.ForeignKeyViolation) -> Exception:

@@ -81,6 +81,22 @@ def _insert_params(new: NewJob) -> dict[str, Any]:
     }
 
 
+def _insert_ready(new: NewJob) -> Op[Job]:
+    """``job_insert_ready``: a job ready now without a key, which the INSERT always writes."""
+    trace = new.trace_context
+    params = {
+        "queue": new.queue,
+        "task": new.task,
+        "args": Jsonb(new.args, dumps=_json.dumps),
+        "priority": new.priority,
+        "max_attempts": new.max_attempts,
+        "trace_context": None if trace is None else Jsonb(trace),
+    }
+    (row,) = yield QUERIES["job_insert_ready"], params
+    created_at = row["created_at"]
+    return _inserted(new, row["id"], JobState.QUEUED, created_at, created_at)
+
+
 def insert(new: NewJob) -> Op[tuple[Job, bool]]:
     """``job_insert``: enqueue one job; the flag is False when its idempotency key
     returned a job that already existed (and is not final). A job with parents goes
@@ -88,6 +104,8 @@ def insert(new: NewJob) -> Op[tuple[Job, bool]]:
     if new.parent_ids:
         (job,) = yield from workflows.enqueue([workflows.GraphStep(new)])
         return job, True
+    if new.ready_now:
+        return (yield from _insert_ready(new)), True
     params = _insert_params(new)
     for _ in range(_IDEMPOTENCY_ATTEMPTS):
         rows = yield QUERIES["job_insert"], params
