@@ -85,10 +85,11 @@ class JobContext:
         if self._on_cancel is not None:
             self._on_cancel()
 
-    def on_cancel(self, callback: Callable[[], object]) -> None:
-        """Executor side: how to interrupt the task (cancel its asyncio task)."""
+    def on_cancel(self, callback: Callable[[], object] | None) -> None:
+        """Executor side: how to interrupt the task (cancel its asyncio task) from now
+        on; None: no longer (the task's code has returned)."""
         self._on_cancel = callback
-        if self._cancel:
+        if callback is not None and self._cancel:
             callback()
 
 

@@ -219,6 +219,8 @@ def validate(spec: JobSpec, defaults: TaskOptions | None, json_default: _json.Js
 
 def check_parents(depends_on: object) -> tuple[int, ...]:
     """The parent ids of ``depends_on`` (job ids or Jobs), without repeats, in order."""
+    if depends_on == () and type(depends_on) is tuple:  # the default, before the ABC checks below
+        return ()
     if isinstance(depends_on, (str, bytes, Mapping)) or not isinstance(depends_on, (Sequence, set, frozenset)):
         raise TypeError(f"depends_on must be a list of job ids or Jobs, got {type(depends_on).__name__}")
     if len(depends_on) > MAX_PARENTS:

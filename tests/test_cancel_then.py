@@ -4,6 +4,7 @@ while a cancel request is pending ends cancelled instead of going back to the qu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -62,3 +63,34 @@ async def test_a_job_with_a_pending_cancel_request_ends_cancelled_when_its_worke
         stopped = await app.get_job(job.id)
     assert stopped.state == pgq.JobState.CANCELLED and stopped.finished_at is not None
     assert count_rows(dsn, "state = 'queued'") == 0
+
+
+async def test_a_task_that_swallows_its_cancel_request_finishes_and_its_timeout_still_works(dsn: str) -> None:
+    # The request cancels the job's own asyncio task (there is no child task): a task
+    # that catches it and goes on must not leave that task cancelled for what follows,
+    # its awaits after the catch included, nor turn its timeout into a cancel.
+    app = pgq.App(dsn)
+    started = asyncio.Event()
+
+    @app.task(timeout=1.0, max_attempts=1)
+    async def stubborn(wait_after: float) -> str:
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed: it carries on
+            await asyncio.sleep(30)
+        await asyncio.sleep(wait_after)
+        return "carried on"
+
+    async with app, running_worker(app, heartbeat_interval=0.2):
+        job = await stubborn.enqueue(wait_after=0.05)
+        await asyncio.wait_for(started.wait(), 10)
+        await app.cancel(job.id)
+        (finished,) = await wait_final(app, [job.id])
+        started.clear()
+        slow = await stubborn.enqueue(wait_after=5)
+        await asyncio.wait_for(started.wait(), 10)
+        await app.cancel(slow.id)
+        (timed_out,) = await wait_final(app, [slow.id])
+    assert finished.state == pgq.JobState.SUCCEEDED and finished.result == "carried on"
+    # It ran into its timeout (a failure, which ends cancelled since a cancel was requested).
+    assert timed_out.state == pgq.JobState.CANCELLED
+    assert timed_out.errors[-1]["type"] == "JobTimeoutError"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgq.worker.pacing import MIN_BACKOFF, Claim, ClaimPacing
+from pgq.worker.pacing import DUE_RECHECK, MIN_BACKOFF, Claim, ClaimPacing
 
 POLL = 2.0
 
@@ -81,6 +81,19 @@ def test_notify_asks_for_a_claim_and_a_due_check() -> None:
     assert pacing.more_work
     claim = pacing.plan(0.1, ahead_room=0, ahead_waiting=0, backlog=0)
     assert claim is not None and claim.check_due
+
+
+def test_notifies_in_a_stream_ask_for_a_due_check_at_most_every_due_recheck() -> None:
+    pacing = _pacing()
+    pacing.claimed(1, Claim(limit=4, check_due=True))
+    pacing.due_checked(10.0, promoted=False, next_due_in=None)
+    pacing.wake()
+    soon = pacing.plan(10.01, ahead_room=0, ahead_waiting=0, backlog=0)
+    assert soon is not None and not soon.check_due  # claim the new job at once, no due check yet
+    pacing.claimed(1, soon)
+    assert abs(pacing.succeeded(10.01) - (DUE_RECHECK - 0.01)) < 1e-9  # ... DUE_RECHECK after the last one
+    later = pacing.plan(10.0 + DUE_RECHECK, ahead_room=0, ahead_waiting=0, backlog=0)
+    assert later is not None and later.check_due
 
 
 def test_a_recorded_retry_asks_for_a_due_check_and_a_wake() -> None:

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pgq._queries import QUERIES
+from pgq.bench import cpu
 from pgq.bench.queries import BENCH_QUERIES
 from pgq.bench.stats import Result
 
@@ -24,23 +25,25 @@ async def _connect(dsn: str) -> psycopg.AsyncConnection[tuple[Any, ...]]:
 
 async def insert_one(dsn: str, n: int) -> Result:
     """One INSERT per round trip (each its own transaction), like enqueue one-per-call."""
-    async with await _connect(dsn) as conn:
+    async with await _connect(dsn) as conn, cpu.Meter(dsn) as meter:
         start = time.perf_counter()
         for _ in range(n):
             await conn.execute(BENCH_QUERIES["bench_raw_insert"], {"task": "noop", "args": Jsonb({})})
-        return Result("raw_insert_one", n, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+    return Result("raw_insert_one", n, seconds, extra=meter.per_job(n))
 
 
 async def copy_many(dsn: str, n: int, batch: int) -> Result:
     """Binary COPY of ``batch`` rows per statement, like enqueue_many."""
-    async with await _connect(dsn) as conn:
+    async with await _connect(dsn) as conn, cpu.Meter(dsn) as meter:
         start = time.perf_counter()
         for offset in range(0, n, batch):
             async with conn.cursor() as cur, cur.copy(BENCH_QUERIES["bench_raw_copy"]) as copy:
                 copy.set_types(["text", "jsonb"])
                 for i in range(offset, min(n, offset + batch)):
                     await copy.write_row(("noop", Jsonb({"i": i})))
-        return Result("raw_copy", n, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+    return Result("raw_copy", n, seconds, extra=meter.per_job(n))
 
 
 async def drained_seconds(conn: psycopg.AsyncConnection[Any]) -> tuple[int, float]:

@@ -22,6 +22,10 @@ _ROWS = [
 ]
 
 
+_CLIENT = "client_cpu_us_per_job"
+"""The enqueue workloads' CPU per job in the producer, which is the bench process."""
+
+
 def _value(workload: dict[str, Any] | None, field: str) -> str:
     if workload is None or field not in workload:
         return "-"
@@ -60,7 +64,7 @@ def format_table(report: dict[str, Any]) -> str:
                 _value(pgq, field),
                 _value(raw, field),
                 "-" if ratio is None or math.isnan(ratio) else f"{ratio:.2f}",
-                _figure(pgq, "worker_cpu_us_per_job", "µs"),
+                _figure(pgq, _CLIENT if _CLIENT in pgq else "worker_cpu_us_per_job", "µs"),
                 _figure(pgq, "postgres_cpu_us_per_job", "µs"),
                 _figure(pgq, "lag_p99_ms", "ms"),
                 pgq.get("note", ""),
@@ -77,6 +81,12 @@ def format_table(report: dict[str, Any]) -> str:
         f"shared_buffers={server.get('shared_buffers')}"
     )
     lines.append("pgq / ceiling: rates pgq ÷ raw, latencies raw ÷ pgq (1.00 = as fast as bare SQL)")
+    if raw_cpu := [
+        f"{name} {_figure(w, _CLIENT, 'µs')} + {_figure(w, 'postgres_cpu_us_per_job', 'µs')}"
+        for name, w in workloads.items()
+        if name.startswith("raw_") and _CLIENT in w
+    ]:
+        lines.append(f"enqueue rows: CPU of the producer (the bench) and its backends; raw SQL: {', '.join(raw_cpu)}")
     if any("worker_cpu_us_per_job" in w for w in workloads.values()):
         lines.append(
             "scenarios ÷ the raw claim-and-complete loop; CPU per job of the worker processes and of the "

@@ -137,8 +137,9 @@ def ratios(results: dict[str, Result]) -> dict[str, float]:
         if pgq_name in results and raw_name in results:
             out[pgq_name] = ratio(results[pgq_name].rate, results[raw_name].rate)
     if "raw_claim_complete" in results:  # each scenario's drain against the raw drain
+        paired = {"drain", *(name for pair in pairs for name in pair)}
         for name, result in results.items():
-            if result.extra and name not in out and name != "drain" and not name.startswith("drain_metrics"):
+            if result.extra and name not in paired and not name.startswith("drain_metrics"):
                 out[name] = ratio(result.rate, results["raw_claim_complete"].rate)
     if "drain_metrics_on" in results and "drain_metrics_off" in results:
         out["metrics_on_vs_off"] = ratio(results["drain_metrics_on"].rate, results["drain_metrics_off"].rate)

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 APP = "pgq.bench.tasks:app"
@@ -15,18 +15,28 @@ APP = "pgq.bench.tasks:app"
 
 @contextlib.contextmanager
 def worker_processes(
-    dsn: str, count: int, concurrency: int, options: Sequence[str] = (), *, lag_dir: Path | None = None
+    dsn: str,
+    count: int,
+    concurrency: int,
+    options: Sequence[str] = (),
+    *,
+    lag_dir: Path | None = None,
+    module: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``count`` worker processes (logging at WARNING, with ``options`` added); SIGTERM them on exit.
 
     They are ``pgq worker`` processes, or with ``lag_dir`` the same worker with a lag
     probe (``pgq.bench.worker_main``, which takes no other options), whose samples land
-    in ``lag_dir`` at exit."""
-    env = {**os.environ, "DATABASE_URL": dsn}
+    in ``lag_dir`` at exit. A benchmark script's own variant of that worker is
+    ``module`` (run as ``python -m module --worker``), with ``env`` added."""
+    env = {**os.environ, **(env or {}), "DATABASE_URL": dsn}
     command = [sys.executable, "-m", "pgq", "--log-level", "WARNING", "worker", "--app", APP]
     if lag_dir is not None:
         env["PGQ_BENCH_LAG_DIR"] = str(lag_dir)
         command = [sys.executable, "-m", "pgq.bench.worker_main"]
+    if module is not None:
+        command = [sys.executable, "-m", module, "--worker"]
     procs = [
         subprocess.Popen([*command, "--concurrency", str(concurrency), *options], env=env, stdin=subprocess.DEVNULL)
         for _ in range(count)

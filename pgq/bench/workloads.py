@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg.rows import dict_row
 
 from pgq.app import App
+from pgq.bench import cpu
 from pgq.bench.queries import BENCH_QUERIES
 from pgq.bench.raw import drained_seconds
 from pgq.bench.scenarios import measured_drain
@@ -31,18 +32,22 @@ _WAIT_SECONDS = 600.0
 
 async def enqueue_one(app: App, n: int) -> Result:
     """``await app.enqueue(...)`` n times in a row: one job, one transaction per call."""
-    start = time.perf_counter()
-    for _ in range(n):
-        await app.enqueue("noop")
-    return Result("enqueue_one", n, time.perf_counter() - start)
+    async with cpu.Meter(app.dsn) as meter:
+        start = time.perf_counter()
+        for _ in range(n):
+            await app.enqueue("noop")
+        seconds = time.perf_counter() - start
+    return Result("enqueue_one", n, seconds, extra=meter.per_job(n))
 
 
 async def enqueue_bulk(app: App, n: int, batch: int) -> Result:
     """``app.enqueue_many`` in batches, specs built inside the timing like a caller would."""
-    start = time.perf_counter()
-    for offset in range(0, n, batch):
-        await app.enqueue_many([JobSpec("noop", {"i": i}) for i in range(offset, min(n, offset + batch))])
-    return Result("enqueue_bulk", n, time.perf_counter() - start, note=f"batch {batch}")
+    async with cpu.Meter(app.dsn) as meter:
+        start = time.perf_counter()
+        for offset in range(0, n, batch):
+            await app.enqueue_many([JobSpec("noop", {"i": i}) for i in range(offset, min(n, offset + batch))])
+        seconds = time.perf_counter() - start
+    return Result("enqueue_bulk", n, seconds, note=f"batch {batch}", extra=meter.per_job(n))
 
 
 async def prefill(app: App, n: int, batch: int) -> None:

@@ -9,25 +9,27 @@ why a cancel was refused) is written once and ``App`` offers both ``await app.x(
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Mapping
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.rows import dict_row
 
 from pgq import _json, _times
 from pgq.errors import JobStateError, PgqError, UnknownParentError
 
 Row = dict[str, Any]
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Copy:
-    """A ``COPY … FROM STDIN (FORMAT BINARY)`` statement and the rows to stream into it."""
+    """A ``COPY … FROM STDIN (FORMAT BINARY)`` statement and its whole binary body
+    (signature, rows, trailer), encoded by the operation (``pgq.db.copy_rows``)."""
 
     query: LiteralString
-    types: Sequence[str]
-    rows: Iterable[Sequence[Any]]
+    data: bytes
 
 
 Statement = tuple[LiteralString, Mapping[str, Any]] | Copy
@@ -51,12 +53,10 @@ def run_sync(conn: psycopg.Connection[Any], op: Op[T], *, prepare: bool | None =
                     _json.load_json_as_python(cur)
                 if isinstance(statement, Copy):
                     with cur.copy(statement.query) as copy:
-                        copy.set_types(statement.types)
-                        for row in statement.rows:
-                            copy.write_row(row)
+                        copy.write(statement.data)
                 else:
                     cur.execute(*statement, prepare=prepare)
-                    if cur.description:
+                    if _has_rows(cur):
                         rows = cur.fetchall()
             statement = op.send(rows)
     except StopIteration as done:
@@ -80,12 +80,10 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: b
                     _json.load_json_as_python(cur)
                 if isinstance(statement, Copy):
                     async with cur.copy(statement.query) as copy:
-                        copy.set_types(statement.types)
-                        for row in statement.rows:
-                            await copy.write_row(row)
+                        await copy.write(statement.data)
                 else:
                     await cur.execute(*statement, prepare=prepare)
-                    if cur.description:
+                    if _has_rows(cur):
                         rows = await cur.fetchall()
             statement = op.send(rows)
     except StopIteration as done:
@@ -94,6 +92,13 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: b
         raise _unique_violation(exc) from None
     except psycopg.errors.ForeignKeyViolation as exc:
         raise _foreign_key_violation(exc) from None
+
+
+def _has_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
+    """The statement returned rows (``cur.description`` says the same, but builds a
+    Column object per column on every call)."""
+    result = cur.pgresult
+    return result is not None and result.status == TUPLES_OK
 
 
 def _foreign_key_violation(exc: psycopg.errors.ForeignKeyViolation) -> Exception:

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from pgq import _json
 from pgq._queries import QUERIES
-from pgq.db import workflows
+from pgq.db import copy_rows, workflows
 from pgq.db.driver import Copy, Op
 from pgq.errors import PgqError
 from pgq.job import COLUMNS, Job, JobState, from_row
@@ -81,6 +81,22 @@ def _insert_params(new: NewJob) -> dict[str, Any]:
     }
 
 
+def _insert_ready(new: NewJob) -> Op[Job]:
+    """``job_insert_ready``: a job ready now without a key, which the INSERT always writes."""
+    trace = new.trace_context
+    params = {
+        "queue": new.queue,
+        "task": new.task,
+        "args": Jsonb(new.args, dumps=_json.dumps),
+        "priority": new.priority,
+        "max_attempts": new.max_attempts,
+        "trace_context": None if trace is None else Jsonb(trace),
+    }
+    (row,) = yield QUERIES["job_insert_ready"], params
+    created_at = row["created_at"]
+    return _inserted(new, row["id"], JobState.QUEUED, created_at, created_at)
+
+
 def insert(new: NewJob) -> Op[tuple[Job, bool]]:
     """``job_insert``: enqueue one job; the flag is False when its idempotency key
     returned a job that already existed (and is not final). A job with parents goes
@@ -88,6 +104,8 @@ def insert(new: NewJob) -> Op[tuple[Job, bool]]:
     if new.parent_ids:
         (job,) = yield from workflows.enqueue([workflows.GraphStep(new)])
         return job, True
+    if new.ready_now:
+        return (yield from _insert_ready(new)), True
     params = _insert_params(new)
     for _ in range(_IDEMPOTENCY_ATTEMPTS):
         rows = yield QUERIES["job_insert"], params
@@ -106,10 +124,6 @@ def insert_job(new: NewJob) -> Op[Job]:
     """``insert`` for callers that do not ask whether the job is new."""
     job, _ = yield from insert(new)
     return job
-
-
-_COPY_TYPES = ("int8", "text", "text", "jsonb", "int2", "timestamptz", "int4", "timestamptz", "jsonb")
-"""Column types of job_copy, in its column order."""
 
 
 def insert_many(jobs: Sequence[NewJob]) -> Op[list[Job]]:
@@ -135,25 +149,7 @@ def _copy(jobs: Sequence[NewJob]) -> Op[list[Job]]:
     (reserved,) = yield QUERIES["job_ids_reserve"], {"n": len(jobs)}
     now: dt.datetime = reserved["now"]
     ids: list[int] = reserved["ids"]
-    dumps = _json.dumps
-    yield Copy(
-        QUERIES["job_copy"],
-        _COPY_TYPES,
-        (
-            (
-                job_id,
-                new.queue,
-                new.task,
-                Jsonb(new.args, dumps=dumps),
-                new.priority,
-                now,
-                new.max_attempts,
-                now,
-                None if new.trace_context is None else Jsonb(new.trace_context),
-            )
-            for job_id, new in zip(ids, jobs, strict=True)
-        ),
-    )
+    yield Copy(QUERIES["job_copy"], copy_rows.encode(ids, jobs, now))
     queued = JobState.QUEUED
     return [_inserted(new, job_id, queued, now, now) for job_id, new in zip(ids, jobs, strict=True)]
 

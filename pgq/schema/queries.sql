@@ -14,6 +14,14 @@ ON CONFLICT (idempotency_key)
     DO NOTHING
 RETURNING j.id, j.state, j.run_at, j.created_at;
 
+-- name: job_insert_ready
+-- job_insert for a job that is ready now and has no idempotency key (what most
+-- enqueues are): a plain INSERT, with no run time to compute and no ON CONFLICT to
+-- check. It is 'queued', and its run_at is its created_at (both the default now()).
+INSERT INTO pgq.jobs (queue, task, args, priority, max_attempts, trace_context)
+VALUES (%(queue)s, %(task)s, %(args)s, %(priority)s, %(max_attempts)s, %(trace_context)s)
+RETURNING id, created_at;
+
 -- name: job_ids_reserve
 -- Take %(n)s ids for a bulk COPY, in ascending order, with the transaction's now()
 -- that becomes their created_at and run_at.

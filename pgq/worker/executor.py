@@ -203,22 +203,37 @@ async def _execute(app: App, ctx: JobContext) -> Outcome:
 
 
 async def _run_async(task: Task, ctx: JobContext) -> Any:
-    """Await the task in a child asyncio task, so a cancel request can cancel just it.
+    """Await the task in the job's own asyncio task (no child task: one task per job).
 
-    Cancelling the worker's own task (timeout, shutdown) still reaches the child: a task
-    awaiting another cancels it. A CancelledError that was not aimed at us means the
-    cancel request got through, and becomes JobCancelledError.
+    A cancel request cancels that task, and only while the task's code runs, so its
+    CancelledError is raised inside that code. It is told apart from the cancellation
+    of a timeout or of shutdown by the task's cancel count: once the request's own is
+    withdrawn (``uncancel``), none left means the request alone, which becomes
+    JobCancelledError; any other cancellation goes on up.
     """
-    # Named for the job: the loop-lag watchdog names the job that blocks the loop.
-    child = asyncio.get_running_loop().create_task(task.fn(**ctx.job.args), name=f"pgq-job-{ctx.job.id}")
-    ctx.on_cancel(child.cancel)
+    this = asyncio.current_task()
+    assert this is not None
+    requested = False
+
+    def interrupt() -> None:
+        nonlocal requested
+        if not requested:
+            requested = True
+            this.cancel()
+
+    ctx.on_cancel(interrupt)
     try:
-        return await child
+        return await task.fn(**ctx.job.args)
     except asyncio.CancelledError:
-        this = asyncio.current_task()
-        if (this is not None and this.cancelling()) or not ctx.cancel_requested:
-            raise
-        raise JobCancelledError(f"job {ctx.job.id} was cancelled while running") from None
+        if requested:
+            requested = False
+            if this.uncancel() == 0:
+                raise JobCancelledError(f"job {ctx.job.id} was cancelled while running") from None
+        raise
+    finally:
+        ctx.on_cancel(None)
+        if requested:  # the task's code swallowed the CancelledError: withdraw the request's count
+            this.uncancel()
 
 
 def _cancelled(exc: JobCancelledError) -> Outcome:
