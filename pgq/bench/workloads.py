@@ -12,6 +12,7 @@ import asyncio
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -140,21 +141,34 @@ async def wakeup_latency(app: App, dsn: str, samples: int, spacing: float) -> Re
     return Result("wakeup_latency", len(rows), sum(latencies) / 1000, latencies)
 
 
+STEADY_WARM_UP_SECONDS = 1.0
+"""Untimed seconds at the steady rate first: the producer's pool grows to the
+connections the rate needs, as a running service's has, before anything is timed."""
+
+
+async def _paced(app: App, rate: float, total: int, task: str, args: Callable[[], dict[str, Any]]) -> float:
+    """Enqueue ``total`` jobs at ``rate`` per second (each enqueue its own task, so a
+    slow one does not delay the next); the seconds it took."""
+    pending: list[asyncio.Task[Any]] = []
+    start = time.perf_counter()
+    for i in range(total):
+        if (delay := start + i / rate - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.create_task(app.enqueue(task, args())))
+    await asyncio.gather(*pending)
+    return time.perf_counter() - start
+
+
 async def steady(app: App, dsn: str, rate: float, duration: float, workers: int, concurrency: int) -> Result:
-    """A producer enqueueing one job at a time at a fixed rate for a fixed time (each
-    enqueue its own task, so a slow one does not delay the next): enqueue → finish."""
+    """A producer enqueueing one job at a time at a fixed rate for a fixed time, after
+    an untimed warm-up at that rate: enqueue → finish."""
     total = max(1, round(rate * duration))
+    warm = max(1, round(rate * STEADY_WARM_UP_SECONDS))
     with worker_processes(dsn, workers, concurrency) as procs:
         await _warm_up(app, dsn, procs)
-        pending: list[asyncio.Task[Any]] = []
-        start = time.perf_counter()
-        for i in range(total):
-            if (delay := start + i / rate - time.perf_counter()) > 0:
-                await asyncio.sleep(delay)
-            pending.append(asyncio.create_task(app.enqueue("stamp", {"enqueued_at": time.time()})))
-        await asyncio.gather(*pending)
-        produced_in = time.perf_counter() - start
-        await wait_finished(dsn, total + 1, procs)
+        await _paced(app, rate, warm, "noop", dict)
+        produced_in = await _paced(app, rate, total, "stamp", lambda: {"enqueued_at": time.time()})
+        await wait_finished(dsn, 1 + warm + total, procs)
     rows = await _stamps(dsn)
     latencies = tuple((r["finished_at"] - r["enqueued_at"]) * 1000 for r in rows)
     return Result(
