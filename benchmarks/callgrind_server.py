@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import psycopg
 
@@ -48,6 +49,7 @@ class CallgrindServer:
         self.data = self.folder / "data"
         self.port = 5400 + os.getpid() % 500
         self._server: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres")
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
@@ -97,8 +99,8 @@ class CallgrindServer:
                 str(self.data),
             ]
         )
-        log = open(self.folder / "callgrind.log", "wb")  # noqa: SIM115 - the server's, closed with it
-        self._server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        self._log = open(self.folder / "callgrind.log", "wb")  # noqa: SIM115 - the server's, closed in close()
+        self._server = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while True:
             try:
@@ -130,6 +132,8 @@ class CallgrindServer:
                 self._server.wait(120)
             if self._server.poll() is None:
                 self._server.kill()
+        if self._log is not None:
+            self._log.close()
         if os.environ.get("PGQ_KEEP_CALLGRIND"):
             print(f"callgrind files kept in {self.folder}")
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -173,3 +174,49 @@ def test_migrate_command_reports_an_unreachable_database_in_one_line() -> None:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("pgq: error: cannot connect to PostgreSQL")
     assert "Traceback" not in result.stderr
+
+
+def test_migrating_to_domains_keeps_the_rows_the_views_grants_and_the_checks_names(empty_dsn: str) -> None:
+    """Migration 0018 makes the single-column checks domains: it changes the columns'
+    types under the views, which it makes again with their grants."""
+    from alembic import command
+    from psycopg import sql
+
+    from pgq.migrate import _alembic_config
+
+    command.upgrade(_alembic_config(empty_dsn), "0017")
+    role = f"pgq_view_reader_{os.getpid()}"
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        try:
+            conn.execute(
+                sql.SQL("GRANT SELECT ON pgq.queue_stats, pgq.workflow_status TO {}").format(sql.Identifier(role))
+            )
+            conn.execute(
+                "INSERT INTO pgq.jobs (task, queue, state, run_at, args) "
+                "VALUES ('mail.send', 'mail', 'scheduled', '2030-01-01 00:00+00', '{\"to\": 1}')"
+            )
+            migrate(empty_dsn)
+            grants = conn.execute(
+                "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
+                "WHERE grantee = %s ORDER BY 1",
+                [role],
+            ).fetchall()
+            assert grants == [("queue_stats", "SELECT"), ("workflow_status", "SELECT")]
+            row = conn.execute("SELECT task, queue, state, run_at::text, args FROM pgq.jobs").fetchone()
+            assert row == ("mail.send", "mail", "scheduled", "2030-01-01 00:00:00+00", {"to": 1})
+            assert conn.execute("SELECT queue, state, jobs FROM pgq.queue_stats").fetchall() == [
+                ("mail", "scheduled", 1)
+            ]
+            for change, constraint in [
+                ("state = 'done'", "jobs_state_valid"),
+                ("run_at = 'infinity'", "jobs_times_in_range"),
+                ("queue = 'no spaces'", "jobs_queue_valid"),
+                ("args = '[1]'", "jobs_args_is_object"),
+            ]:
+                with pytest.raises(psycopg.errors.CheckViolation) as info:
+                    conn.execute(f"UPDATE pgq.jobs SET {change}")  # test-only: fixed text from this list
+                assert info.value.diag.constraint_name == constraint
+        finally:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
