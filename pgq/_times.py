@@ -8,7 +8,7 @@ Postgres accepts but Python cannot read back broke every reader of the table, so
   written, in its own offset) is not 1970 to 9998, and a delay outside [0, MAX_DELAY].
   The rule is on the written year so that the HTTP API's schema can state it exactly
   (a pattern); with any offset (under 24 h) such a time lies in [TABLE_MIN, TABLE_MAX),
-  which the CHECK constraint jobs_times_in_range enforces on every time of a job row;
+  which the constraint jobs_times_in_range (of the domain pgq.job_time) enforces on every time of a job row;
 - ``TotalTimestamptzLoader`` reads a timestamp beyond Python's range (a row written
   before that constraint, or in a far time zone) as ``datetime.max``/``datetime.min``
   in UTC instead of raising: a reader must never fail on a row the table holds.
@@ -29,7 +29,7 @@ RUN_AT_FIRST_YEAR = 1970
 RUN_AT_LAST_YEAR = 9998
 """Latest accepted year: a year before Python's end, so any session time zone can read it."""
 TABLE_MIN = dt.datetime(1969, 12, 31, tzinfo=dt.UTC)
-"""The earliest time a job row may hold (CHECK jobs_times_in_range)."""
+"""The earliest time a job row may hold (jobs_times_in_range, on the domain pgq.job_time)."""
 TABLE_MAX = dt.datetime(9999, 1, 2, tzinfo=dt.UTC)
 """The first time a job row may not hold."""
 MAX_DELAY = dt.timedelta(days=100 * 365)
