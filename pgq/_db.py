@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pgq.settings import PreparedStatements
 
 # The alembic revision this version of pgq expects; `pgq migrate` brings a database here.
-SCHEMA_HEAD = "0018"
+SCHEMA_HEAD = "0019"
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 

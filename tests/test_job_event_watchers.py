@@ -69,3 +69,18 @@ def test_a_watcher_that_is_gone_is_dropped_at_the_next_registration(dsn: str) ->
         listener.execute(QUERIES["job_events_listen"])
         pids = [row[0] for row in listener.execute("SELECT pid FROM pgq.job_event_watchers").fetchall()]
         assert pids == [listener.info.backend_pid] and gone_pid not in pids
+
+
+def test_a_watched_update_that_leaves_state_and_progress_as_they_were_sends_nothing(dsn: str) -> None:
+    """The trigger fires for every UPDATE naming state or progress while watched
+    (migration 0019); the function tells a real change from a rewrite of the same values."""
+    with psycopg.connect(dsn, autocommit=True) as writer, psycopg.connect(dsn, autocommit=True) as listener:
+        writer.execute("INSERT INTO pgq.jobs (task) VALUES ('t')")
+        listener.execute("LISTEN pgq_job_events")
+        listener.execute(QUERIES["job_events_listen"])
+        _payloads(listener)  # the insert
+        writer.execute("UPDATE pgq.jobs SET state = state, progress = progress")
+        assert _payloads(listener) == []
+        writer.execute("""UPDATE pgq.jobs SET progress = '{"percent": 50}'""")
+        (payload,) = _payloads(listener)
+        assert '"progress":true' in payload and '"progress_value":{"percent": 50}' in payload

@@ -216,8 +216,15 @@ CREATE FUNCTION pgq.notify_job_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     progress_changed boolean := OLD.progress IS DISTINCT FROM NEW.progress;
-    progress_text text := NEW.progress::text;
+    progress_text text;
 BEGIN
+    -- The trigger's WHEN asks only whether anyone watches (comparing the old row with
+    -- the new there was planned again for every statement): a row whose state and
+    -- progress stayed as they were ends here.
+    IF NOT progress_changed AND OLD.state IS NOT DISTINCT FROM NEW.state THEN
+        RETURN NULL;
+    END IF;
+    progress_text := NEW.progress::text;
     PERFORM pg_notify('pgq_job_events',
         '{"id":' || NEW.id || ',"queue":"' || NEW.queue || '","task":"' || NEW.task
         || '","state":"' || NEW.state || '","attempt":' || NEW.attempt
@@ -276,12 +283,12 @@ CREATE TRIGGER jobs_watch_check
     BEFORE UPDATE OF state, progress ON pgq.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION pgq.check_job_watchers();
 
--- UPDATE OF and WHEN keep heartbeats and other updates free of any trigger call.
+-- UPDATE OF and WHEN keep heartbeats and other updates free of any trigger call, and
+-- every update free of one while nobody watches.
 CREATE TRIGGER jobs_notify_changed
     AFTER UPDATE OF state, progress ON pgq.jobs
     FOR EACH ROW
-    WHEN ((OLD.state IS DISTINCT FROM NEW.state OR OLD.progress IS DISTINCT FROM NEW.progress)
-          AND current_setting('pgq.job_events_watched', true) = 'on')
+    WHEN (current_setting('pgq.job_events_watched', true) = 'on')
     EXECUTE FUNCTION pgq.notify_job_changed();
 
 -- ANALYZE keeps the most common (queue, state) pairs with their frequencies.
