@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from benchmarks.callgrind_server import CallgrindServer
 from benchmarks.command_line import parse
-from benchmarks.dependency_cost import FILL, _drain
+from benchmarks.dependency_cost import FILL, drained_instructions_per_job
 from pgq.migrate import _alembic_config
 
 REVISIONS = ("0017", "head")
@@ -52,10 +52,7 @@ def _copy(jobs: int) -> Callable[[psycopg.Connection], None]:
 
 def _count(server: CallgrindServer, database: str, workload: str, jobs: int) -> float:
     if workload.startswith("claim"):
-        batch = int(workload.rsplit(" ", 1)[1])
-        first = server.instructions(database, lambda conn: _drain(conn, batch, jobs=batch))
-        rest = server.instructions(database, lambda conn: _drain(conn, batch))
-        return (rest - first) / (jobs - batch)
+        return drained_instructions_per_job(server, database, int(workload.rsplit(" ", 1)[1]), jobs)
     run = _insert_one_by_one(jobs) if workload.startswith("insert") else _copy(jobs)
     return (server.instructions(database, run) - server.instructions(database, lambda conn: None)) / jobs
 

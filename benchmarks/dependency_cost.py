@@ -62,7 +62,7 @@ def _outcomes(ids: list[int]) -> dict[str, Any]:
     }
 
 
-def _drain(conn: psycopg.Connection, batch: int, jobs: int | None = None) -> None:
+def drain(conn: psycopg.Connection, batch: int, jobs: int | None = None) -> None:
     """Claim ``batch`` jobs and record their successes until none is left (or ``jobs`` are done)."""
     done = 0
     while jobs is None or done < jobs:
@@ -75,6 +75,15 @@ def _drain(conn: psycopg.Connection, batch: int, jobs: int | None = None) -> Non
         done += len(claimed)
 
 
+def drained_instructions_per_job(server: CallgrindServer, database: str, batch: int, jobs: int) -> float:
+    """Backend instructions per job of draining ``database`` (filled with ``jobs`` plus
+    one ``batch``): a connection that drains the rest, less one that drains one batch,
+    which takes off connecting."""
+    first = server.instructions(database, lambda conn: drain(conn, batch, jobs=batch))
+    rest = server.instructions(database, lambda conn: drain(conn, batch))
+    return (rest - first) / (jobs - batch)
+
+
 def _run(server: str, revision: str, jobs: int, batch: int) -> tuple[float, float]:
     """Server CPU seconds and wall seconds per job for one drain."""
     with fresh_database(server, "pgq_depcost", migrate=False) as dsn:
@@ -84,7 +93,7 @@ def _run(server: str, revision: str, jobs: int, batch: int) -> tuple[float, floa
             conn.execute("VACUUM ANALYZE pgq.jobs")
             pid = conn.info.backend_pid
             cpu, start = _backend_cpu(pid), time.perf_counter()
-            _drain(conn, batch)
+            drain(conn, batch)
             return (_backend_cpu(pid) - cpu) / jobs, (time.perf_counter() - start) / jobs
 
 
@@ -124,9 +133,7 @@ def _instructions(jobs: int, batch: int) -> dict[str, float]:
         server.start_under_callgrind()
         per_job = {}
         for n, build in enumerate(BUILDS):
-            first = server.instructions(f"build{n}", lambda conn: _drain(conn, batch, jobs=batch))
-            rest = server.instructions(f"build{n}", lambda conn: _drain(conn, batch))
-            per_job[build] = (rest - first) / (jobs - batch)
+            per_job[build] = drained_instructions_per_job(server, f"build{n}", batch, jobs)
         return per_job
     finally:
         server.close()
