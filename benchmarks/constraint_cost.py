@@ -18,13 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import psycopg
-from alembic import command
 from psycopg.types.json import Jsonb
 
 from benchmarks.callgrind_server import CallgrindServer
 from benchmarks.command_line import parse
-from benchmarks.dependency_cost import FILL, drained_instructions_per_job
-from pgq.migrate import _alembic_config
+from benchmarks.dependency_cost import drained_instructions_per_job, prepare_database
 
 REVISIONS = ("0017", "head")
 WORKLOADS = ("insert one per statement", "copy 200 per statement", "claim and record 1", "claim and record 10")
@@ -64,13 +62,8 @@ def main() -> None:
     try:
         with server.plain():
             for (revision, workload), name in names.items():
-                dsn = server.create_database(name)
-                command.upgrade(_alembic_config(dsn), revision)
-                if workload.startswith("claim"):
-                    with psycopg.connect(dsn, autocommit=True) as conn:
-                        conn.execute(FILL, {"n": options.jobs + 10})
-                        conn.execute("VACUUM ANALYZE pgq.jobs")
-                        conn.execute("CHECKPOINT")
+                fill = options.jobs + 10 if workload.startswith("claim") else 0
+                prepare_database(server, name, revision, fill=fill)
         server.start_under_callgrind()
         counts = {key: _count(server, name, key[1], options.jobs) for key, name in names.items()}
     finally:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,22 @@ def drain(conn: psycopg.Connection, batch: int, jobs: int | None = None) -> None
         done += len(claimed)
 
 
+def prepare_database(
+    server: CallgrindServer, name: str, revision: str, changes: Sequence[str] = (), *, fill: int = 0
+) -> None:
+    """A database of the callgrind server (started plain) at ``revision``, with
+    ``changes`` made to it and ``fill`` ready jobs, vacuumed and checkpointed."""
+    dsn = server.create_database(name)
+    command.upgrade(_alembic_config(dsn), revision)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for change in changes:
+            conn.execute(change)
+        if fill:
+            conn.execute(FILL, {"n": fill})
+            conn.execute("VACUUM ANALYZE pgq.jobs")
+        conn.execute("CHECKPOINT")
+
+
 def drained_instructions_per_job(server: CallgrindServer, database: str, batch: int, jobs: int) -> float:
     """Backend instructions per job of draining ``database`` (filled with ``jobs`` plus
     one ``batch``): a connection that drains the rest, less one that drains one batch,
@@ -122,14 +139,7 @@ def _instructions(jobs: int, batch: int) -> dict[str, float]:
     try:
         with server.plain():
             for n, (revision, changes) in enumerate(BUILDS.values()):
-                dsn = server.create_database(f"build{n}")
-                command.upgrade(_alembic_config(dsn), revision)
-                with psycopg.connect(dsn, autocommit=True) as conn:
-                    for change in changes:
-                        conn.execute(change)
-                    conn.execute(FILL, {"n": jobs + batch})
-                    conn.execute("VACUUM ANALYZE pgq.jobs")
-                    conn.execute("CHECKPOINT")
+                prepare_database(server, f"build{n}", revision, changes, fill=jobs + batch)
         server.start_under_callgrind()
         per_job = {}
         for n, build in enumerate(BUILDS):
