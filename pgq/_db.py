@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -84,17 +83,18 @@ class Reach:
     def timeout(self) -> float:
         return DOWN_POOL_TIMEOUT if self.down else POOL_TIMEOUT
 
-    @contextlib.contextmanager
-    def watching(self) -> Iterator[None]:
-        try:
-            yield
-        except PoolTimeout:
-            raise  # a busy pool is not an unreachable database
-        except psycopg.OperationalError as exc:
-            if exc.sqlstate is None:
-                self.down = True
-            raise
-        self.down = False
+    def __enter__(self) -> Self:
+        """``with reach:`` around one use of the pool. A class, not a generator-based
+        context manager: it is on the path of every enqueue."""
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            self.down = False
+        elif isinstance(exc, psycopg.OperationalError) and not isinstance(exc, PoolTimeout) and exc.sqlstate is None:
+            self.down = True  # a busy pool (PoolTimeout) is not an unreachable database
 
 
 def network_options(dsn: str) -> dict[str, int]:

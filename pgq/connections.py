@@ -153,10 +153,17 @@ class Connections:
             return await driver.run_async(conn, op, prepare=self._caller_prepare)
         if self._pool is None or self._pool_loop is not asyncio.get_running_loop():
             await self.open()
-        assert self._pool is not None
-        with self._reach.watching():
-            async with self._pool.connection(timeout=self._reach.timeout) as pooled:
+        pool = self._pool
+        assert pool is not None
+        with self._reach as reach:
+            # getconn/putconn rather than pool.connection(): the same checks on return,
+            # without a generator-based context manager and a no-op commit per call.
+            # The pool's connections are autocommit and no operation opens a transaction.
+            pooled = await pool.getconn(reach.timeout)
+            try:
                 return await driver.run_async(pooled, op)
+            finally:
+                await pool.putconn(pooled)
 
     def run_sync(self, op: driver.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
         """``run`` for sync code, on the sync pool or the caller's ``conn``."""
@@ -167,5 +174,5 @@ class Connections:
         if self._sync_pool is None:
             self.open_sync()
         assert self._sync_pool is not None
-        with self._reach.watching(), self._sync_pool.connection(timeout=self._reach.timeout) as pooled:
+        with self._reach, self._sync_pool.connection(timeout=self._reach.timeout) as pooled:
             return driver.run_sync(pooled, op)

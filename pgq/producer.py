@@ -19,7 +19,7 @@ from pgq.connections import Connections
 from pgq.db import enqueue, job_admin
 from pgq.errors import UnknownTaskError
 from pgq.job import Job
-from pgq.spec import EnqueueOptions, JobFilter, JobFilters, JobSpec, NewJob, as_spec, validate
+from pgq.spec import NO_OPTIONS, EnqueueOptions, JobFilter, JobFilters, JobSpec, NewJob, as_spec, validate_parts
 from pgq.task import Task
 
 
@@ -36,13 +36,23 @@ class Producer(Connections):
             raise UnknownTaskError(f"unknown task {name!r} (registered: {known})") from None
 
     def _validate(self, spec: JobSpec) -> NewJob:
-        task = self.tasks.get(spec.task)
+        return self._validate_parts(spec.task, spec.args, spec)
+
+    def _validate_call(self, task_name: str, args: Mapping[str, Any] | None, options: EnqueueOptions) -> NewJob:
+        """What ``enqueue(task, args, **options)`` asks for; without options (the common
+        call) no JobSpec is built."""
+        if options:
+            return self._validate(JobSpec(task_name, args or {}, **options))
+        return self._validate_parts(task_name, args or {}, NO_OPTIONS)
+
+    def _validate_parts(self, task_name: str, args: Mapping[str, Any], spec: JobSpec) -> NewJob:
+        task = self.tasks.get(task_name)
         if task is None and self.tasks:
             # An app that registers tasks is a worker's app: a name it does not know is a typo.
-            self.get_task(spec.task)
-        new = validate(spec, task.options if task else None, self.json_default)  # JSON checks first
+            self.get_task(task_name)
+        new = validate_parts(task_name, args, spec, task.options if task else None, self.json_default)  # JSON first
         if task is not None:
-            task.check_args(spec.args)
+            task.check_args(args)
         return new
 
     async def enqueue(
@@ -58,7 +68,7 @@ class Producer(Connections):
         ``options``: queue, priority, delay (seconds or timedelta) or run_at,
         max_attempts, idempotency_key; unset ones take the task's defaults.
         """
-        job = await self.run(enqueue.insert_job(self._validate(JobSpec(task, args or {}, **options))), conn)
+        job = await self.run(enqueue.insert_job(self._validate_call(task, args, options)), conn)
         return waiting.bind(self, job)  # job.wait() knows this App
 
     def enqueue_sync(
@@ -69,7 +79,7 @@ class Producer(Connections):
         conn: psycopg.Connection[Any] | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> Job:
-        job = self.run_sync(enqueue.insert_job(self._validate(JobSpec(task, args or {}, **options))), conn)
+        job = self.run_sync(enqueue.insert_job(self._validate_call(task, args, options)), conn)
         return waiting.bind(self, job)
 
     async def enqueue_spec(self, spec: JobSpec) -> tuple[Job, bool]:

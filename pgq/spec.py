@@ -187,8 +187,25 @@ def validate(spec: JobSpec, defaults: TaskOptions | None, json_default: _json.Js
 
     ``defaults`` is the task's TaskOptions when the app knows the task, else None.
     """
-    check_task_name(spec.task)
-    args = _json.check_args(spec.args, json_default)
+    return validate_parts(spec.task, spec.args, spec, defaults, json_default)
+
+
+NO_OPTIONS = JobSpec("_")
+"""The options of a job enqueued with none: ``enqueue(task, args)`` validates with these
+instead of building a JobSpec per call (a frozen dataclass: a fifth of validation)."""
+
+
+def validate_parts(
+    task_name: str,
+    task_args: Mapping[str, Any],
+    spec: JobSpec,
+    defaults: TaskOptions | None,
+    json_default: _json.JsonDefault | None = None,
+) -> NewJob:
+    """``validate`` with the task and its arguments apart from ``spec``, whose own task
+    and args are ignored."""
+    check_task_name(task_name)
+    args = _json.check_args(task_args, json_default)
     task = defaults or _UNKNOWN_TASK
     queue = check_queue_name(spec.queue if spec.queue is not None else task.queue)
     priority = whole("priority", spec.priority if spec.priority is not None else task.priority, -32768, 32767)
@@ -204,7 +221,7 @@ def validate(spec: JobSpec, defaults: TaskOptions | None, json_default: _json.Js
         raise ValueError("idempotency_key cannot be combined with depends_on")
     return NewJob(
         queue=queue,
-        task=spec.task,
+        task=task_name,
         args=args,
         priority=priority,
         run_at=spec.run_at,

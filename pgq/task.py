@@ -74,6 +74,9 @@ class Task:
         Checked at enqueue, so a wrong or missing argument is refused before anything is
         written instead of failing the job later on a worker.
         """
+        names = tuple(args)
+        if names in self._fitting_names:  # whether arguments fit depends on their names only
+            return
         params = self.signature.parameters
         keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -87,6 +90,7 @@ class Task:
                 problems.append(str(exc))
         if problems:
             raise TypeError(f"task {self.name}({', '.join(params)}): {'; '.join(problems)}")
+        self._remember_fitting(names)
 
     def step(self, **kwargs: Any) -> Step:
         """This task bound to these arguments, as a step of a workflow (``pgq.chain``,
@@ -106,6 +110,9 @@ class Task:
         if names in self._fitting_names:
             return
         self.signature.bind(**args)
+        self._remember_fitting(names)
+
+    def _remember_fitting(self, names: tuple[str, ...]) -> None:
         if len(self._fitting_names) < 64:
             self._fitting_names.add(names)
 

@@ -49,20 +49,36 @@ def forget(app: Connections) -> None:
 
 # -- Job.wait(): the App that enqueued a job ---------------------------------------------
 
-_OWNERS: dict[int, weakref.ref[Producer]] = {}
+
+class _Owned(weakref.ref[Job]):
+    """A weak reference to a job that carries (weakly) the App that returned it; the
+    entry leaves ``_OWNERS`` when the job is collected. One object per job, where a
+    ``weakref.finalize`` cost several: this is on every enqueue's path."""
+
+    __slots__ = ("app", "key")
+    app: weakref.ref[Producer]
+    key: int
+
+
+def _forget(owned: weakref.ref[Job]) -> None:
+    _OWNERS.pop(owned.key, None)  # type: ignore[attr-defined]  # always an _Owned
+
+
+_OWNERS: dict[int, _Owned] = {}
 
 
 def bind(app: Producer, job: Job) -> Job:
     """Remember that ``app`` returned ``job``, so that ``job.wait()`` knows where to look."""
-    key = id(job)
-    _OWNERS[key] = weakref.ref(app)
-    weakref.finalize(job, _OWNERS.pop, key, None)
+    owned = _Owned(job, _forget)
+    owned.app = weakref.ref(app)
+    owned.key = key = id(job)
+    _OWNERS[key] = owned
     return job
 
 
 def owner(job: Job) -> Producer:
-    ref = _OWNERS.get(id(job))
-    app = ref() if ref is not None else None
+    owned = _OWNERS.get(id(job))
+    app = owned.app() if owned is not None else None
     if app is None:
         raise ConfigError(
             f"job {job.id} was not returned by App.enqueue (or its App is gone): use app.wait({job.id}) instead"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import math
+import weakref
 
 import psycopg
 import pytest
 
 import pgq
+from pgq import waiting
 from tests.helpers import count_rows
 
 pytestmark = pytest.mark.anyio
@@ -160,6 +163,49 @@ async def test_arguments_that_do_not_fit_the_task_raise_type_error_naming_them_a
         with pytest.raises(TypeError, match="missing argument 'b'"):
             await app.enqueue_many([{"task": "add", "args": {"a": 1, "b": 2}}, {"task": "add", "args": {"a": 1}}])
     assert count_rows(dsn) == 0
+
+
+async def test_arguments_that_fitted_once_do_not_let_other_names_through(dsn: str) -> None:
+    """Enqueue remembers which sets of argument names fit a task; only those."""
+    app = make_app(dsn)
+    async with app:
+        await app.enqueue("add", {"a": 1, "b": 2})
+        await app.enqueue("add", {"b": 2, "a": 1})
+        for wrong in ({"a": 1}, {"a": 1, "b": 2, "c": 3}, {"b": 2, "a": 1, "a2": 0}, {}):
+            with pytest.raises(TypeError, match=r"^task add\(a, b\): "):
+                await app.enqueue("add", wrong)
+    assert count_rows(dsn) == 2
+
+
+async def test_enqueue_without_options_stores_what_explicit_defaults_store(dsn: str) -> None:
+    app = make_app(dsn)
+    async with app:
+        plain = await app.enqueue("send_email", {"to": "a@example.com"})
+        spelled = await app.enqueue(
+            "send_email", {"to": "a@example.com"}, queue=None, priority=None, max_attempts=None, delay=None
+        )
+        stored = [await app.get_job(plain.id), await app.get_job(spelled.id)]
+    keep = ("queue", "task", "args", "state", "priority", "max_attempts", "attempt", "idempotency_key")
+    assert [[getattr(j, k) for k in keep] for j in stored] == [
+        ["emails", "send_email", {"to": "a@example.com"}, "queued", 3, 7, 0, None]
+    ] * 2
+    assert stored[0] == plain and stored[1] == spelled
+
+
+async def test_jobs_returned_by_enqueue_are_not_kept_alive_by_pgq(dsn: str) -> None:
+    """job.wait() needs to know the App of each returned job; that record must go with the job."""
+    app = make_app(dsn)
+    async with app:
+        job = await app.enqueue("add", {"a": 1, "b": 2})
+        watcher = weakref.ref(job)
+        assert waiting.owner(job) is app  # what job.wait() looks up
+        del job
+        gc.collect()
+        assert watcher() is None
+        before = len(waiting._OWNERS)
+        for _ in range(200):
+            await app.enqueue("add", {"a": 1, "b": 2})
+        assert len(waiting._OWNERS) <= before + 1
 
 
 async def test_delay_and_run_at_make_a_scheduled_job(dsn: str) -> None:

@@ -43,16 +43,16 @@ def test_network_timeouts_apply_unless_the_dsn_sets_its_own() -> None:
 def test_reach_shortens_the_pool_wait_after_a_lost_connection_until_a_success() -> None:
     reach = _db.Reach()
     assert reach.timeout == _db.POOL_TIMEOUT
-    with pytest.raises(PoolTimeout), reach.watching():
+    with pytest.raises(PoolTimeout), reach:
         raise PoolTimeout("busy")  # a busy pool says nothing about the network
     assert not reach.down
-    with pytest.raises(psycopg.errors.QueryCanceled), reach.watching():
+    with pytest.raises(psycopg.errors.QueryCanceled), reach:
         raise psycopg.errors.QueryCanceled("statement timeout")  # the server answered
     assert not reach.down
-    with pytest.raises(psycopg.OperationalError), reach.watching():
+    with pytest.raises(psycopg.OperationalError), reach:
         raise psycopg.OperationalError("consuming input failed: Connection timed out")
     assert reach.down and reach.timeout == _db.DOWN_POOL_TIMEOUT
-    with reach.watching():
+    with reach:
         pass
     assert not reach.down
 
