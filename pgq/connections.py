@@ -20,6 +20,7 @@ from pgq import _db, _times, waiting
 from pgq.db import driver
 from pgq.embedded import embedded_dsn
 from pgq.settings import Settings
+from pgq.spare import Spare
 
 T = TypeVar("T")
 
@@ -46,6 +47,7 @@ class Connections:
         self._pool_max_size = pool_max_size
         self._reach = _db.Reach()
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._spare: Spare | None = None
         self._pool_lock: asyncio.Lock | None = None
         self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._sync_pool: ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -85,7 +87,7 @@ class Connections:
         if self._pool_loop is not loop:
             # A pool belongs to the event loop that opened it; a script that calls
             # asyncio.run() twice gets a fresh one (the old loop and its sockets are gone).
-            self._pool, self._pool_loop, self._pool_lock = None, loop, asyncio.Lock()
+            self._pool, self._spare, self._pool_loop, self._pool_lock = None, None, loop, asyncio.Lock()
         assert self._pool_lock is not None
         async with self._pool_lock:
             if self._pool is not None:
@@ -96,11 +98,13 @@ class Connections:
                 dsn, **self._pool_options(prepare), name="pgq-app", configure=_configure_async
             )
             await pool.open(wait=True, timeout=30)
-            self._pool = pool
+            self._pool, self._spare = pool, Spare(pool)
 
     async def close(self) -> None:
         if self._pool is not None:
-            pool, self._pool = self._pool, None
+            pool, spare, self._pool, self._spare = self._pool, self._spare, None, None
+            if spare is not None:
+                await spare.close()
             await pool.close()
         self.close_sync()
 
@@ -153,17 +157,20 @@ class Connections:
             return await driver.run_async(conn, op, prepare=self._caller_prepare)
         if self._pool is None or self._pool_loop is not asyncio.get_running_loop():
             await self.open()
-        pool = self._pool
-        assert pool is not None
+        spare = self._spare
+        assert spare is not None
         with self._reach as reach:
-            # getconn/putconn rather than pool.connection(): the same checks on return,
-            # without a generator-based context manager and a no-op commit per call.
-            # The pool's connections are autocommit and no operation opens a transaction.
-            pooled = await pool.getconn(reach.timeout)
+            # Not pool.connection(): a generator-based context manager and a no-op
+            # commit per call (the pool's connections are autocommit and no operation
+            # opens a transaction), and the spare skips the pool (pgq/spare.py).
+            pooled = await spare.get(reach.timeout)
             try:
-                return await driver.run_async(pooled, op)
-            finally:
-                await pool.putconn(pooled)
+                result = await driver.run_async(pooled, op)
+            except BaseException:
+                await spare.put(pooled, ok=False)
+                raise
+            await spare.put(pooled, ok=True)
+            return result
 
     def run_sync(self, op: driver.Op[T], conn: psycopg.Connection[Any] | None = None) -> T:
         """``run`` for sync code, on the sync pool or the caller's ``conn``."""
