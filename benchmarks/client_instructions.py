@@ -122,20 +122,23 @@ def _instructions(step: str, calls: int, dsn: str) -> int:
 
 
 def main() -> None:
-    options = parse(__doc__, calls=1_000, step="", dsn="")
+    options = parse(__doc__, calls=1_000, steps=(",".join(STEPS), "comma-separated"), step="", dsn="")
     if options.step:  # one measured process, under callgrind
         asyncio.run(_run_step(options.step, options.calls, options.dsn))
         return
     print(f"pgq from {os.path.dirname(pgq.__file__)}; client instructions per call (per job for enqueue_many)")
     with fresh_database(server_dsn(), "pgq_client_instructions") as dsn:
-        base = None
-        for step in STEPS:
+        base: float | None = None
+        for step in options.steps.split(","):
+            if step not in STEPS:
+                raise SystemExit(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
             calls = max(1, options.calls // 100) if step == "enqueue_many" else options.calls
             few = _instructions(step, max(1, calls // 10), dsn)
             many = _instructions(step, calls + max(1, calls // 10), dsn)
             per = (many - few) / calls / (BATCH if step == "enqueue_many" else 1)
-            base = per if base is None else base
-            shown = "" if step == "enqueue_many" else f"{per / base:8.2f} × raw"
+            if step == "raw":
+                base = per
+            shown = "" if step == "enqueue_many" or base is None else f"{per / base:8.2f} × raw"
             print(f"  {step:<14} {per:>10,.0f} {shown}")
 
 

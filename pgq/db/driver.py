@@ -74,17 +74,19 @@ async def run_async(conn: psycopg.AsyncConnection[Any], op: Op[T], *, prepare: b
         statement = next(op)
         while True:
             rows: list[Row] = []
-            async with conn.cursor(row_factory=dict_row) as cur:
-                if not total:  # a caller's connection
-                    _times.make_total(cur)
-                    _json.load_json_as_python(cur)
-                if isinstance(statement, Copy):
-                    async with cur.copy(statement.query) as copy:
-                        await copy.write(statement.data)
-                else:
-                    await cur.execute(*statement, prepare=prepare)
-                    if _has_rows(cur):
-                        rows = await cur.fetchall()
+            # Not closed: closing only resets what the dropped cursor holds, and an
+            # ``async with`` costs three coroutines per statement on every enqueue.
+            cur = conn.cursor(row_factory=dict_row)
+            if not total:  # a caller's connection
+                _times.make_total(cur)
+                _json.load_json_as_python(cur)
+            if isinstance(statement, Copy):
+                async with cur.copy(statement.query) as copy:
+                    await copy.write(statement.data)
+            else:
+                await cur.execute(*statement, prepare=prepare)
+                if _has_rows(cur):
+                    rows = await cur.fetchall()
             statement = op.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
