@@ -68,7 +68,9 @@ class Spare:
         return bool(getattr(self._pool, "_waiting", True))
 
     async def close(self) -> None:
-        """Give the spare back (before the pool closes)."""
+        """Give the spare back (before the pool closes); a call still running gives its
+        connection back to the pool too, which closes it once the pool is closed."""
+        self._enabled = False
         conn, self._conn, self._held = self._conn, None, None
         if conn is not None:
             await self._pool.putconn(conn)

@@ -101,3 +101,16 @@ async def test_closing_the_app_closes_the_spare(dsn: str) -> None:
     while _backends(dsn) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert _backends(dsn) == 0
+
+
+async def test_a_call_that_ends_after_the_app_closed_does_not_keep_its_connection(dsn: str) -> None:
+    app = pgq.App(dsn)
+    await app.open()
+    running = asyncio.create_task(app.run(_sleep(0.5)))
+    await asyncio.sleep(0.1)
+    await app.close()
+    await running
+    deadline = time.monotonic() + 5
+    while _backends(dsn) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert _backends(dsn) == 0
