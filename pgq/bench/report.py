@@ -86,7 +86,11 @@ def format_table(report: dict[str, Any]) -> str:
         for name, w in workloads.items()
         if name.startswith("raw_") and _CLIENT in w
     ]:
-        lines.append(f"enqueue rows: CPU of the producer (the bench) and its backends; raw SQL: {', '.join(raw_cpu)}")
+        rounds = max(w.get("rounds", 1) for w in workloads.values())
+        lines.append(
+            f"enqueue rows: {rounds} round(s) of pgq and of raw SQL in turn, added up; CPU of the producer "
+            f"(the bench) and its backends; raw SQL: {', '.join(raw_cpu)}"
+        )
     if any("worker_cpu_us_per_job" in w for w in workloads.values()):
         lines.append(
             "scenarios ÷ the raw claim-and-complete loop; CPU per job of the worker processes and of the "

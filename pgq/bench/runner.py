@@ -19,7 +19,7 @@ from pgq.bench import raw, workloads
 from pgq.bench.database import fresh_database, server_settings
 from pgq.bench.queries import BENCH_QUERIES
 from pgq.bench.scenarios import SCENARIOS, run_scenarios
-from pgq.bench.stats import Result, ratio
+from pgq.bench.stats import Result, combined, ratio
 from pgq.worker.claim_ahead import largest_claim
 
 WORKLOADS = ("enqueue_one", "enqueue_bulk", "drain", "latency", "steady", *SCENARIOS)
@@ -46,6 +46,9 @@ class BenchOptions:
     spacing: float = 0.02
     scenario_jobs: int = 2_000
     """Jobs per drain of the scenarios (threads, mixed, concurrency, processes)."""
+    rounds: int = 3
+    """Rounds of each enqueue workload and its ceiling, taking turns (raw, pgq, pgq,
+    raw, …): a drift of the machine during one of them hits both alike."""
     only: tuple[str, ...] = WORKLOADS
 
     def __post_init__(self) -> None:
@@ -53,7 +56,7 @@ class BenchOptions:
         if unknown:
             known = ", ".join(WORKLOADS + OPTIONAL_WORKLOADS)
             raise ValueError(f"unknown workload(s) {sorted(unknown)}; choose from {known}")
-        for name in ("jobs", "concurrency", "workers", "batch", "samples", "scenario_jobs"):
+        for name in ("jobs", "concurrency", "workers", "batch", "samples", "scenario_jobs", "rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1")
         if not (self.duration > 0 and self.rate > 0):
@@ -85,12 +88,21 @@ async def _run(dsn: str, o: BenchOptions) -> dict[str, Result]:
             result = await _measure(dsn, step)
             results[result.name] = result
 
+        async def taking_turns(*steps: Callable[[], Awaitable[Result]]) -> None:
+            rounds: dict[str, list[Result]] = {}
+            for n in range(o.rounds):
+                for step in steps if n % 2 == 0 else reversed(steps):
+                    result = await _measure(dsn, step)
+                    rounds.setdefault(result.name, []).append(result)
+            results.update({name: combined(r) for name, r in rounds.items()})
+
         if "enqueue_one" in o.only:
-            await run(lambda: raw.insert_one(dsn, o.one_per_call_jobs))
-            await run(lambda: workloads.enqueue_one(app, o.one_per_call_jobs))
+            n = o.one_per_call_jobs
+            await taking_turns(lambda: raw.insert_one(dsn, n), lambda: workloads.enqueue_one(app, n))
         if "enqueue_bulk" in o.only:
-            await run(lambda: raw.copy_many(dsn, o.jobs, o.batch))
-            await run(lambda: workloads.enqueue_bulk(app, o.jobs, o.batch))
+            await taking_turns(
+                lambda: raw.copy_many(dsn, o.jobs, o.batch), lambda: workloads.enqueue_bulk(app, o.jobs, o.batch)
+            )
         if "drain" in o.only:
 
             async def raw_drain() -> Result:
@@ -119,12 +131,7 @@ async def _metrics_cost(app: App, dsn: str, o: BenchOptions) -> dict[str, Result
             step = functools.partial(workloads.drain_metrics, app, dsn, o.jobs, o.workers, o.concurrency, o.batch, on)
             rounds[on].append(await _measure(dsn, step))
     return {
-        r[0].name: Result(
-            r[0].name,
-            sum(x.jobs for x in r),
-            sum(x.seconds for x in r),
-            note="; ".join([f"{len(r)} rounds", *(x.note for x in r if "loop lag" in x.note)]),
-        )
+        r[0].name: combined(r, note="; ".join([f"{len(r)} rounds", *(x.note for x in r if "loop lag" in x.note)]))
         for r in rounds.values()
     }
 

@@ -52,3 +52,20 @@ def ratio(value: float, ceiling: float) -> float:
     if not (ceiling > 0 and value >= 0):
         return math.nan
     return round(value / ceiling, 3)
+
+
+def combined(rounds: list[Result], note: str = "") -> Result:
+    """Rounds of one workload as one result: their jobs and seconds added up (so the rate
+    is over all of them), figures per job weighted by each round's jobs, and how many
+    rounds there were."""
+    first = rounds[0]
+    jobs = sum(r.jobs for r in rounds)
+    extra: dict[str, Any] = {}
+    for key, value in first.extra.items():
+        numbers = [v for r in rounds if isinstance(v := r.extra.get(key), int | float)]
+        if len(numbers) == len(rounds):
+            extra[key] = round(sum(v * r.jobs for v, r in zip(numbers, rounds, strict=True)) / jobs, 1)
+        else:
+            extra[key] = value
+    extra["rounds"] = len(rounds)
+    return Result(first.name, jobs, sum(r.seconds for r in rounds), note=note or first.note, extra=extra)

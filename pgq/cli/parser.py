@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=200, help="jobs of the idle wake-up latency run (default 200)")
     p.add_argument("--scenario-jobs", type=int, default=2_000, help="jobs per drain of each scenario (default 2000)")
     p.add_argument(
+        "--rounds", type=int, default=3, help="rounds of each enqueue workload and of its ceiling, in turn (default 3)"
+    )
+    p.add_argument(
         "--only",
         help="comma-separated workloads: enqueue_one,enqueue_bulk,drain,latency,steady; "
         "scenarios: threads,mixed,concurrency,processes; and, only when named, "

@@ -102,6 +102,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         batch=args.batch,
         samples=args.samples,
         scenario_jobs=args.scenario_jobs,
+        rounds=args.rounds,
         only=only,
     )
     report = run_bench(options)
