@@ -14,6 +14,7 @@ import pytest
 import pgq
 from pgq import spare
 from pgq.db.driver import Row
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -97,10 +98,7 @@ async def test_closing_the_app_closes_the_spare(dsn: str) -> None:
     async with app:
         for _ in range(5):
             await app.enqueue("t")
-    deadline = time.monotonic() + 5
-    while _backends(dsn) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert _backends(dsn) == 0
+    await asyncio.to_thread(wait_until, lambda: _backends(dsn) == 0, 5, "the App's backends to exit")
 
 
 async def test_a_call_that_ends_after_the_app_closed_does_not_keep_its_connection(dsn: str) -> None:
@@ -110,7 +108,4 @@ async def test_a_call_that_ends_after_the_app_closed_does_not_keep_its_connectio
     await asyncio.sleep(0.1)
     await app.close()
     await running
-    deadline = time.monotonic() + 5
-    while _backends(dsn) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert _backends(dsn) == 0
+    await asyncio.to_thread(wait_until, lambda: _backends(dsn) == 0, 5, "the App's backends to exit")
