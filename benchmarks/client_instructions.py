@@ -41,7 +41,7 @@ from psycopg.types.json import Jsonb
 
 import pgq
 from benchmarks.command_line import parse, server_dsn
-from pgq import App, _json, _times
+from pgq import App, _times
 from pgq._queries import QUERIES
 from pgq.bench.database import fresh_database
 from pgq.bench.queries import BENCH_QUERIES
@@ -78,16 +78,8 @@ def _step(step: str, app: App, conn: psycopg.AsyncConnection[Any], new: NewJob) 
         await conn.execute(BENCH_QUERIES["bench_raw_insert"], {"task": "noop", "args": Jsonb({})})
 
     async def statement() -> None:
-        params = {
-            "queue": new.queue,
-            "task": new.task,
-            "args": Jsonb(new.args, dumps=_json.dumps),
-            "priority": new.priority,
-            "max_attempts": new.max_attempts,
-            "trace_context": None,
-        }
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(QUERIES["job_insert_ready"], params)
+            await cur.execute(QUERIES["job_insert_ready"], enqueue.insert_ready_params(new))
             await cur.fetchall()
 
     async def operation() -> None:

@@ -81,10 +81,11 @@ def _insert_params(new: NewJob) -> dict[str, Any]:
     }
 
 
-def _insert_ready(new: NewJob) -> Op[Job]:
-    """``job_insert_ready``: a job ready now without a key, which the INSERT always writes."""
+def insert_ready_params(new: NewJob) -> dict[str, Any]:
+    """The parameters of ``job_insert_ready`` (also what benchmarks/client_instructions.py
+    measures the bare statement with)."""
     trace = new.trace_context
-    params = {
+    return {
         "queue": new.queue,
         "task": new.task,
         "args": Jsonb(new.args, dumps=_json.dumps),
@@ -92,7 +93,11 @@ def _insert_ready(new: NewJob) -> Op[Job]:
         "max_attempts": new.max_attempts,
         "trace_context": None if trace is None else Jsonb(trace),
     }
-    (row,) = yield QUERIES["job_insert_ready"], params
+
+
+def _insert_ready(new: NewJob) -> Op[Job]:
+    """``job_insert_ready``: a job ready now without a key, which the INSERT always writes."""
+    (row,) = yield QUERIES["job_insert_ready"], insert_ready_params(new)
     created_at = row["created_at"]
     return _inserted(new, row["id"], JobState.QUEUED, created_at, created_at)
 
